@@ -19,8 +19,12 @@ type Pool struct {
 	slot  uint
 	label string
 
-	all      []pkcs11.SessionHandle
-	sessions chan pkcs11.SessionHandle
+	all []pkcs11.SessionHandle
+	// tokens holds one token per free session; free is a stack so that the session
+	// used last, whose state is warm in the module, is used next.
+	tokens chan struct{}
+	mu     sync.Mutex
+	free   []pkcs11.SessionHandle
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -73,7 +77,7 @@ func Open(ctx context.Context, cfg Config) (*Pool, error) {
 		mod:      m,
 		slot:     slot,
 		label:    ti.Label,
-		sessions: make(chan pkcs11.SessionHandle, cfg.Sessions),
+		tokens:   make(chan struct{}, cfg.Sessions),
 		closing:  make(chan struct{}),
 	}
 	fail := func(err error) (*Pool, error) {
@@ -90,7 +94,8 @@ func Open(ctx context.Context, cfg Config) (*Pool, error) {
 			return fail(p11err(fmt.Sprintf("open session %d of %d on token %q", len(p.all)+1, cfg.Sessions, p.label), err))
 		}
 		p.all = append(p.all, s)
-		p.sessions <- s
+		p.free = append(p.free, s)
+		p.tokens <- struct{}{}
 	}
 	// One login covers every session of the application on this token.
 	if err := m.ctx.Login(p.all[0], pkcs11.CKU_USER, pinString(pin)); err != nil && !isCKR(err, pkcs11.CKR_USER_ALREADY_LOGGED_IN) {
@@ -120,8 +125,17 @@ func (p *Pool) withSession(ctx context.Context, fn func(s pkcs11.SessionHandle) 
 	default:
 	}
 	select {
-	case s := <-p.sessions:
-		defer func() { p.sessions <- s }()
+	case <-p.tokens:
+		p.mu.Lock()
+		s := p.free[len(p.free)-1]
+		p.free = p.free[:len(p.free)-1]
+		p.mu.Unlock()
+		defer func() {
+			p.mu.Lock()
+			p.free = append(p.free, s)
+			p.mu.Unlock()
+			p.tokens <- struct{}{}
+		}()
 		return fn(s)
 	case <-ctx.Done():
 		return ctx.Err()
@@ -137,7 +151,7 @@ func (p *Pool) Close() error {
 	p.closeOnce.Do(func() {
 		close(p.closing)
 		for range p.all {
-			<-p.sessions
+			<-p.tokens
 		}
 		ctx := p.mod.ctx
 		var errs []error
@@ -157,7 +171,7 @@ func (p *Pool) Close() error {
 }
 
 // idle reports how many sessions are in the pool now; tests use it to find leaks.
-func (p *Pool) idle() int { return len(p.sessions) }
+func (p *Pool) idle() int { return len(p.tokens) }
 
 // Random returns n bytes from the token's random number generator.
 func (p *Pool) Random(ctx context.Context, n int) ([]byte, error) {
