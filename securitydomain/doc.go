@@ -1,16 +1,22 @@
-// Package securitydomain implements the Azure Managed HSM security domain as the Azure CLI reads and writes it, byte
-// for byte (spec/security-domain-format.md):
+// Package securitydomain reads and writes the Azure Managed HSM security domain: the file
+// that POST /securitydomain/download returns, and the restore blob that
+// `az keyvault security-domain restore-blob` makes for a recovering HSM. Files made here
+// go through the real Azure CLI, and the CLI's blobs open here (test/azcli_test.go).
 //
-//   - Shamir secret sharing of the 32-byte master key, M of N, byte by byte over GF(257);
-//   - the share JWEs (RSA-OAEP-256 with A256CBC-HS512), one per security officer certificate;
-//   - the SP 800-108 counter-mode KDF with HMAC-SHA512 that derives each datum's key from the master key, and the
-//     "dir" A256CBC-HS512 JWEs of the data (the domain secrets);
-//   - the security-domain file returned by a download, and the restore blob an officer builds offline from that file
-//     and M private keys, wrapped to the pool's exchange (transfer) key;
-//   - the checks the ceremony makes: certificate count, quorum, key sizes.
+// A file holds a 32-byte master key split M-of-N with Shamir's scheme over GF(257), one
+// share per security officer encrypted to the officer's certificate (JWE RSA-OAEP-256 +
+// A256CBC-HS512), and named secrets ("datums") each encrypted under a key derived from the
+// master key with SP 800-108 (JWE dir + A256CBC-HS512). shared/spec/security-domain-format.md
+// gives the format byte for byte; the tests carry its known-answer vectors.
 //
-// It is pure Go with no I/O besides what its caller passes in, so both hsmpoold and the hsmpool CLI use it; the CLI
-// builds restore blobs offline with it.
+// The package is pure Go and does no I/O: callers pass bytes, certificates and
+// crypto.Decrypters, so the daemon can keep its exchange key in the HSM and the officers'
+// CLI can run offline.
 //
-// The package is empty until the security-domain issue.
+// # Security
+//
+// Opening a file or blob authenticates every datum before any is returned, so wrong,
+// too few, duplicated or tampered shares give an error, never a wrong secret. The master
+// key, shares and datums are held in secret.Bytes and wiped when no longer needed; that is
+// best effort (go-jose keeps its own copies of content keys while it works).
 package securitydomain
