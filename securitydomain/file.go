@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"unicode/utf8"
 
 	"github.com/hsmpool/hsmpool/internal/secret"
 )
@@ -137,12 +136,21 @@ func checkDatums(datums []Datum) error {
 	}
 	seen := map[string]bool{}
 	for _, d := range datums {
-		if d.Tag == "" || !utf8.ValidString(d.Tag) || seen[d.Tag] {
-			return fmt.Errorf("datum tag %q: tags must be non-empty, UTF-8 and unique", d.Tag)
+		if !printableASCII(d.Tag) || seen[d.Tag] {
+			return fmt.Errorf("datum tag %q: tags must be unique, non-empty printable ASCII (the Azure CLI reads JWE headers as ASCII)", d.Tag)
 		}
 		seen[d.Tag] = true
 	}
 	return nil
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func sealDatums(master []byte, datums []Datum) ([]datumJSON, error) {

@@ -241,6 +241,9 @@ func TestNewFileRefusals(t *testing.T) {
 		{"small RSA key", []*x509.Certificate{cs[0], cs[1], selfSigned(small, "weak")}, 2, sampleDatums(), "RSA-1024"},
 		{"no datums", cs[:3], 2, nil, "at least one datum"},
 		{"repeated tag", cs[:3], 2, []Datum{{Tag: "a"}, {Tag: "a"}}, `"a"`},
+		// The Azure CLI decodes JWE headers as ASCII and fails on such a file (test/azcli_test.go found it).
+		{"non-ASCII tag", cs[:3], 2, []Datum{{Tag: "clé"}}, "printable ASCII"},
+		{"control character in tag", cs[:3], 2, []Datum{{Tag: "a\nb"}}, "printable ASCII"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
