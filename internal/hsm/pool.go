@@ -74,11 +74,11 @@ func Open(ctx context.Context, cfg Config) (*Pool, error) {
 		return nil, p11err(fmt.Sprintf("read token info of slot %d", slot), err)
 	}
 	p := &Pool{
-		mod:      m,
-		slot:     slot,
-		label:    ti.Label,
-		tokens:   make(chan struct{}, cfg.Sessions),
-		closing:  make(chan struct{}),
+		mod:     m,
+		slot:    slot,
+		label:   ti.Label,
+		tokens:  make(chan struct{}, cfg.Sessions),
+		closing: make(chan struct{}),
 	}
 	fail := func(err error) (*Pool, error) {
 		for _, s := range p.all {
