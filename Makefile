@@ -3,7 +3,7 @@
 #
 #   make            build bin/hsmpoold and bin/hsmpool (the default goal)
 #   make run        the embedded default: a single-node pool on SoftHSM2 with its data in $(DATA_DIR)
-#   make deps       install SoftHSM2 when it is missing (scripts/deps.sh)
+#   make deps       install what the tests need when it is missing: SoftHSM2, the Azure CLI, openssl (scripts/deps.sh)
 #   make test       all tests with the race detector
 #   make bench      PKCS#11 benchmarks; e.g. make bench BENCH_ARGS='-benchtime 5s'
 #   make generate   regenerate protobuf/gRPC code from proto/
@@ -42,7 +42,8 @@ build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
 
 # When hsmpoold dev is implemented this target does not change.
-run: build deps
+run: build
+	@scripts/deps.sh softhsm
 	./bin/hsmpoold dev --data-dir $(DATA_DIR)
 
 deps:
@@ -51,7 +52,8 @@ deps:
 test: deps
 	$(GO) test -race -count=1 ./...
 
-bench: deps
+bench:
+	@scripts/deps.sh softhsm
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1,2 $(BENCH_ARGS) ./internal/hsm/...
 
 # protoc runs from proto/ with proto/ as its only import root, so .proto files import each other as

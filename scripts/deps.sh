@@ -1,22 +1,57 @@
 #!/usr/bin/env bash
 # Installs the system packages hsmpool needs from Debian/Ubuntu apt, and only when they are missing.
 #
-#   scripts/deps.sh           SoftHSM2: softhsm2-util and /usr/lib/softhsm/libsofthsm2.so (make deps; used by
-#                             make test, make bench and make run)
+#   scripts/deps.sh           everything make test needs (make deps, make test):
+#                               SoftHSM2: softhsm2-util and /usr/lib/softhsm/libsofthsm2.so (softhsm2);
+#                               the Azure CLI, az (azure-cli), and openssl (openssl), for the security-domain
+#                               interoperability test, test/azcli_test.go
+#   scripts/deps.sh softhsm   SoftHSM2 only (make run, make bench)
 #   scripts/deps.sh protoc    protoc from protobuf-compiler, plus libprotobuf-dev for the well-known types
 #                             (google/protobuf/timestamp.proto, ...), which Debian does not ship with protoc
 #                             (make generate only; not needed to build or test)
 #
-# When they are present this prints nothing. Otherwise it installs them with apt-get: directly when running as
-# root (CI), through sudo when sudo works without a password prompt, and else it says what to run and exits 1. It never
-# prompts, so it is safe to call from make and from CI.
+# When they are present this prints nothing. Otherwise it installs the missing ones with one apt-get update and one
+# apt-get install: directly when running as root (CI), through sudo when sudo works without a password prompt, and
+# else it says what to run and exits 1. It never prompts, so it is safe to call from make and from CI.
 set -euo pipefail
 
 softhsm_module=/usr/lib/softhsm/libsofthsm2.so
 
+# Every dependency has a have_NAME check and three entries below: what it is called in messages, the Debian packages
+# that provide it, and what is wrong when those packages are installed and the check still fails.
+declare -A dep_name=(
+	[softhsm]="SoftHSM2"
+	[az]="the Azure CLI"
+	[openssl]="OpenSSL"
+	[protoc]="protoc with the well-known types"
+)
+declare -A dep_packages=(
+	[softhsm]="softhsm2"
+	[az]="azure-cli"
+	[openssl]="openssl"
+	[protoc]="protobuf-compiler libprotobuf-dev"
+)
+declare -A dep_broken=(
+	[softhsm]="softhsm2-util or $softhsm_module is still missing"
+	[az]="az is still not on PATH"
+	[openssl]="openssl is still not on PATH"
+	[protoc]="protoc still fails to import google/protobuf/timestamp.proto"
+)
+
 # have_softhsm reports whether both the SoftHSM2 tool and the PKCS#11 module the tests load are installed.
 have_softhsm() {
 	command -v softhsm2-util >/dev/null 2>&1 && [[ -e "$softhsm_module" ]]
+}
+
+# have_az reports whether the Azure CLI is on PATH. Debian's azure-cli 2.45.0 runs only the offline
+# "az keyvault security-domain restore-blob", which is all the tests use.
+have_az() {
+	command -v az >/dev/null 2>&1
+}
+
+# have_openssl reports whether the openssl command is on PATH.
+have_openssl() {
+	command -v openssl >/dev/null 2>&1
 }
 
 # have_protoc reports whether protoc is installed and finds the well-known types on its own, as it does when they are
@@ -42,40 +77,61 @@ apt_install() {
 		if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
 			sudo=(sudo -n)
 		else
-			echo "hsmpool: $what is missing; install it with: sudo apt-get install $pkgs" >&2
+			echo "hsmpool: missing $what; install with: sudo apt-get update && sudo apt-get install $pkgs" >&2
 			exit 1
 		fi
 	fi
 	if ! command -v apt-get >/dev/null 2>&1; then
-		echo "hsmpool: $what is missing and apt-get is not available; install $pkgs (or your system's equivalent)" >&2
+		echo "hsmpool: missing $what, and apt-get is not available; install $pkgs (or your system's equivalent)" >&2
 		exit 1
 	fi
-	echo "hsmpool: $what is missing; installing $pkgs with apt-get" >&2
+	echo "hsmpool: missing $what; installing $pkgs with apt-get" >&2
 	# Refresh the package lists before installing: a fresh container has none, and old ones can name files the mirror
 	# no longer has.
 	"${sudo[@]}" apt-get update
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
 }
 
-case "${1:-softhsm}" in
-softhsm)
-	have_softhsm && exit 0
-	apt_install SoftHSM2 softhsm2
-	if ! have_softhsm; then
-		echo "hsmpool: softhsm2 is installed but softhsm2-util or $softhsm_module is still missing" >&2
-		exit 1
-	fi
-	;;
-protoc)
-	have_protoc && exit 0
-	apt_install "protoc with the well-known types" protobuf-compiler libprotobuf-dev
-	if ! have_protoc; then
-		echo "hsmpool: protobuf-compiler and libprotobuf-dev are installed but protoc still fails to import google/protobuf/timestamp.proto" >&2
-		exit 1
-	fi
-	;;
+# ensure DEP... installs the dependencies that are missing, all with one apt_install, then checks each again.
+ensure() {
+	local dep i what=""
+	local -a missing=() pkgs=() dep_pkgs=()
+	for dep in "$@"; do
+		"have_$dep" && continue
+		missing+=("$dep")
+		read -ra dep_pkgs <<<"${dep_packages[$dep]}"
+		pkgs+=("${dep_pkgs[@]}")
+	done
+	((${#missing[@]} > 0)) || return 0
+
+	# "A", "A and B", "A, B and C".
+	for i in "${!missing[@]}"; do
+		if ((i == 0)); then
+			what=${dep_name[${missing[i]}]}
+		elif ((i == ${#missing[@]} - 1)); then
+			what+=" and ${dep_name[${missing[i]}]}"
+		else
+			what+=", ${dep_name[${missing[i]}]}"
+		fi
+	done
+	apt_install "$what" "${pkgs[@]}"
+
+	local broken=0
+	for dep in "${missing[@]}"; do
+		if ! "have_$dep"; then
+			echo "hsmpool: ${dep_packages[$dep]} installed, but ${dep_broken[$dep]}" >&2
+			broken=1
+		fi
+	done
+	return "$broken"
+}
+
+case "${1:-test}" in
+test) ensure softhsm az openssl ;;
+softhsm) ensure softhsm ;;
+protoc) ensure protoc ;;
 *)
-	echo "usage: scripts/deps.sh [softhsm|protoc]" >&2
+	echo "usage: scripts/deps.sh [test|softhsm|protoc]" >&2
 	exit 2
 	;;
 esac
