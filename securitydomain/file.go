@@ -64,7 +64,7 @@ type shareJSON struct {
 	Thumbprint string `json:"x5t_256"`
 }
 
-// File is a parsed security-domain file.
+// File is a parsed security-domain file. Messages number shares and datums from 1, in file order.
 type File struct {
 	Required int // the quorum M
 	Shares   []EncryptedShare
@@ -123,7 +123,7 @@ func NewFile(officers []*x509.Certificate, quorum int, datums []Datum) ([]byte, 
 		clear(pt)
 		s.wipe()
 		if err != nil {
-			return nil, fmt.Errorf("encrypt share %d: %w", i, err)
+			return nil, fmt.Errorf("encrypt share %d: %w", i+1, err)
 		}
 		f.SharedKeys.EncShares = append(f.SharedKeys.EncShares, shareJSON{EncKey: jwe, Thumbprint: Thumbprint(officers[i])})
 	}
@@ -193,7 +193,7 @@ func ParseFile(b []byte) (*File, error) {
 	file := &File{Required: sk.Required, Version: f.Version}
 	for i, s := range sk.EncShares {
 		if s.EncKey == "" || len(s.Thumbprint) != 43 {
-			return nil, fmt.Errorf("share %d: enc_key empty or x5t_256 not a SHA-256 thumbprint: %w", i, ErrMalformed)
+			return nil, fmt.Errorf("share %d: enc_key empty or x5t_256 not a SHA-256 thumbprint: %w", i+1, ErrMalformed)
 		}
 		file.Shares = append(file.Shares, EncryptedShare{Thumbprint: s.Thumbprint, JWE: s.EncKey})
 	}
@@ -213,7 +213,7 @@ func parseData(e *encDataJSON) ([]EncryptedDatum, error) {
 	var out []EncryptedDatum
 	for i, d := range e.Data {
 		if d.Tag == "" || d.CompactJWE == "" || seen[d.Tag] {
-			return nil, fmt.Errorf("datum %d: empty or repeated tag %q, or no compact_jwe: %w", i, d.Tag, ErrMalformed)
+			return nil, fmt.Errorf("datum %d: empty or repeated tag %q, or no compact_jwe: %w", i+1, d.Tag, ErrMalformed)
 		}
 		seen[d.Tag] = true
 		out = append(out, EncryptedDatum{Tag: d.Tag, JWE: d.CompactJWE})
@@ -251,16 +251,16 @@ func (f *File) openShare(k OfficerKey) (share, error) {
 	}
 	pt, err := openRSA(f.Shares[i].JWE, k.Key)
 	if err != nil {
-		return share{}, fmt.Errorf("share %d (certificate %s): %w", i, Thumbprint(k.Cert), err)
+		return share{}, fmt.Errorf("share %d (certificate %s): %w", i+1, Thumbprint(k.Cert), err)
 	}
 	defer clear(pt)
 	s, err := decodeShare(pt)
 	if err != nil {
-		return share{}, fmt.Errorf("share %d (certificate %s): %w", i, Thumbprint(k.Cert), err)
+		return share{}, fmt.Errorf("share %d (certificate %s): %w", i+1, Thumbprint(k.Cert), err)
 	}
 	if len(s.v) != MasterKeySize {
 		s.wipe()
-		return share{}, fmt.Errorf("share %d holds %d bytes, want %d: %w", i, len(s.v), MasterKeySize, ErrMalformed)
+		return share{}, fmt.Errorf("share %d holds %d bytes, want %d: %w", i+1, len(s.v), MasterKeySize, ErrMalformed)
 	}
 	return s, nil
 }

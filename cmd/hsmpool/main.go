@@ -5,6 +5,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,15 +19,41 @@ func main() {
 }
 
 // run executes the command line args and returns the process exit code. Data goes to stdout; diagnostics go to stderr
-// with the "hsmpool:" prefix.
+// with the "hsmpool:" prefix, an error's hints (see withHints) each on a line of its own after it.
 func run(args []string, stdout, stderr io.Writer) int {
 	cmd := newRootCmd(&rootOptions{version: version})
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
 	if err := cmd.Execute(); err != nil {
-		fmt.Fprintf(stderr, "hsmpool: %v\n", err)
+		printError(stderr, err)
 		return 1
 	}
 	return 0
+}
+
+// printError writes err to w as "hsmpool: ERR", then its hints, if it has any, as "hsmpool: hint: HINT".
+func printError(w io.Writer, err error) {
+	fmt.Fprintf(w, "hsmpool: %v\n", err)
+	var h *hintedError
+	if errors.As(err, &h) {
+		for _, hint := range h.hints {
+			fmt.Fprintf(w, "hsmpool: hint: %s\n", hint)
+		}
+	}
+}
+
+// hintedError is an error with hints: short sentences that tell the user what to do about it. run prints each on a
+// line "hsmpool: hint: ..." after the error, as age does.
+type hintedError struct {
+	err   error
+	hints []string
+}
+
+func (e *hintedError) Error() string { return e.err.Error() }
+func (e *hintedError) Unwrap() error { return e.err }
+
+// withHints returns err with hints attached; errors.Is and errors.As still see err.
+func withHints(err error, hints ...string) error {
+	return &hintedError{err: err, hints: hints}
 }

@@ -2,9 +2,28 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
 )
+
+// TestMain lets testscript run hsmpool, and the helpers of the sd scripts, as commands of the scripts (see TestSD).
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"hsmpool": func() {
+			openTerminal = scriptedTerminal // never the developer's real terminal
+			os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+		},
+		"mksd":       mksdMain,
+		"mkexchange": mkexchangeMain,
+		"openblob":   openblobMain,
+		"sdedit":     sdeditMain,
+		"certinfo":   certinfoMain,
+		"perm":       permMain,
+	})
+}
 
 // execute runs the root command with args and returns its stdout and error.
 func execute(t *testing.T, args ...string) (string, error) {

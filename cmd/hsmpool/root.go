@@ -24,13 +24,19 @@ security domain, including building a restore blob offline.
 
 Data goes to stdout; diagnostics go to stderr, prefixed with "hsmpool:".`,
 		Example: `  # Print the version of this binary.
-  hsmpool version`,
+  hsmpool version
+
+  # A security officer makes a key pair and certificate for the security domain.
+  hsmpool sd officer-keygen --out officer1`,
 		// No Args: cobra's default for a root command reports an unknown subcommand as an error.
 		SilenceUsage:  true,
 		SilenceErrors: true, // run prints the error with the "hsmpool:" prefix
 	}
 	cmd.CompletionOptions.DisableDefaultCmd = true
-	cmd.AddCommand(newVersionCmd(opts))
+	cmd.AddCommand(
+		newVersionCmd(opts),
+		newSDCmd(),
+	)
 	return cmd
 }
 
