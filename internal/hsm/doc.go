@@ -30,9 +30,10 @@
 //
 // The domain KEK is a token object that can only wrap and unwrap (kekTemplate lists each
 // attribute and the attack it stops); keys unwrapped under it are forced sensitive and
-// non-extractable by its CKA_UNWRAP_TEMPLATE. Plaintext key bytes exist in Go memory only
-// in [Pool.Import] (wiped before it returns) and in the results of Azure's decrypt and
-// unwrapkey, which belong to the client. PINs are read from a file or the environment,
+// non-extractable by its CKA_UNWRAP_TEMPLATE. Plaintext key material enters the token
+// wrapped to a transport key ([Pool.Import], [Pool.ImportKEK]), never as an attribute value
+// that the PKCS#11 binding would copy into C memory; its Go buffers are wiped. The results
+// of Azure's decrypt and unwrapkey belong to the client. PINs are read from a file or the environment,
 // never from flags, and wiped after login. docs/hsm.md says what the token enforces and
 // what an attacker with the host but not the token can do.
 package hsm

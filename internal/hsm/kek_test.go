@@ -149,6 +149,46 @@ func TestKEKPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	checkKEKPolicy(t, p, kek, blob)
+	_ = app.Destroy(ctx)
+
+	// The KEK is a token object: it outlives the pool, and the blob still unwraps.
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p2, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Close()
+	kek2, err := p2.FindKEK(ctx, "domain-kek")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := p2.Unwrap(ctx, kek2, blob, app.Spec(), UseAll, app.Public())
+	if err != nil {
+		t.Fatalf("unwrap after reopening: %v", err)
+	}
+	digest := make([]byte, 32)
+	rand.Read(digest)
+	if _, err := p2.Sign(ctx, k, ES256, digest); err != nil {
+		t.Errorf("sign after reopening: %v", err)
+	}
+	if _, err := p2.FindKEK(ctx, "other"); fault.Of(err) != fault.NotFound {
+		t.Errorf("FindKEK of a missing label: err = %v, want NotFound", err)
+	}
+	// A blob from another domain does not unwrap.
+	foreign := newKEKOn(t, p2, "foreign")
+	if _, err := p2.Unwrap(ctx, foreign, blob, app.Spec(), UseAll, app.Public()); fault.Of(err) != fault.BadParameter {
+		t.Errorf("unwrap under another KEK: err = %v, want BadParameter", err)
+	}
+}
+
+// checkKEKPolicy mounts, as a user-PIN holder, every attack docs/hsm.md says the KEK's
+// attributes stop, and checks the token refuses each. blob is an EC key wrapped under kek.
+func checkKEKPolicy(t *testing.T, p *Pool, kek *KEK, blob []byte) {
+	t.Helper()
+	ctx := context.Background()
 	attack := func(name string, want uint, f func(c *pkcs11.Ctx, s pkcs11.SessionHandle) error) {
 		t.Helper()
 		err := p.withSession(ctx, func(s pkcs11.SessionHandle) error { return f(p.mod.ctx, s) })
@@ -197,38 +237,6 @@ func TestKEKPolicy(t *testing.T) {
 		_, err = c.WrapKey(s, kwp, mine, kek.obj)
 		return err
 	})
-	_ = app.Destroy(ctx)
-
-	// The KEK is a token object: it outlives the pool, and the blob still unwraps.
-	if err := p.Close(); err != nil {
-		t.Fatal(err)
-	}
-	p2, err := Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p2.Close()
-	kek2, err := p2.FindKEK(ctx, "domain-kek")
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := p2.Unwrap(ctx, kek2, blob, app.Spec(), UseAll, app.Public())
-	if err != nil {
-		t.Fatalf("unwrap after reopening: %v", err)
-	}
-	digest := make([]byte, 32)
-	rand.Read(digest)
-	if _, err := p2.Sign(ctx, k, ES256, digest); err != nil {
-		t.Errorf("sign after reopening: %v", err)
-	}
-	if _, err := p2.FindKEK(ctx, "other"); fault.Of(err) != fault.NotFound {
-		t.Errorf("FindKEK of a missing label: err = %v, want NotFound", err)
-	}
-	// A blob from another domain does not unwrap.
-	foreign := newKEKOn(t, p2, "foreign")
-	if _, err := p2.Unwrap(ctx, foreign, blob, app.Spec(), UseAll, app.Public()); fault.Of(err) != fault.BadParameter {
-		t.Errorf("unwrap under another KEK: err = %v, want BadParameter", err)
-	}
 }
 
 func newKEKOn(t *testing.T, p *Pool, label string) *KEK {

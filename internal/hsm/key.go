@@ -365,11 +365,9 @@ func (m *Material) Wipe() {
 }
 
 // Import creates a session object from plaintext key material, for the REST import call.
-// Like Generate it makes an extractable key to be wrapped once under the KEK. Import wipes
-// m's secret fields before it returns, whatever the outcome.
-//
-// miekg/pkcs11 copies attribute values into C memory that it frees without zeroing; that
-// copy is outside our reach (see docs/hsm.md).
+// Like Generate it makes an extractable key, to be wrapped once under the KEK. The material
+// reaches the token wrapped (see transport.go); Import wipes m's secret fields and every
+// encoding of them before it returns, whatever the outcome.
 func (p *Pool) Import(ctx context.Context, spec Spec, u Usage, m *Material) (*Key, error) {
 	defer m.Wipe()
 	if err := spec.Validate(); err != nil {
@@ -382,15 +380,15 @@ func (p *Pool) Import(ctx context.Context, spec Spec, u Usage, m *Material) (*Ke
 		attr(pkcs11.CKA_SENSITIVE, true),
 		attr(pkcs11.CKA_EXTRACTABLE, true),
 	}, usageAttrs(spec.Type, u)...)
+	var plain []byte
+	var err error
 	switch spec.Type {
 	case AES:
 		if m.K.Len()*8 != spec.Bits {
 			return nil, errf(fault.BadParameter, "AES key material is %d bits, want %d", m.K.Len()*8, spec.Bits)
 		}
-		tmpl = append(tmpl,
-			attr(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-			attr(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-			attr(pkcs11.CKA_VALUE, m.K.Reveal()))
+		plain = m.K.Reveal() // wiped by m.Wipe
+		tmpl = append(tmpl, attr(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), attr(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES))
 	case RSA:
 		n := new(big.Int).SetBytes(m.N)
 		e := new(big.Int).SetBytes(m.E)
@@ -400,46 +398,26 @@ func (p *Pool) Import(ctx context.Context, spec Spec, u Usage, m *Material) (*Ke
 		if !e.IsInt64() || e.Int64() < 3 || e.Int64()%2 == 0 || e.Int64() > 1<<31-1 {
 			return nil, errf(fault.BadParameter, "RSA public exponent is not an odd number in 3..2^31-1")
 		}
-		if m.D.Len() == 0 {
-			return nil, errf(fault.BadParameter, "RSA key material has no private exponent d")
-		}
 		k.pub = &rsa.PublicKey{N: n, E: int(e.Int64())}
-		tmpl = append(tmpl,
-			attr(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
-			attr(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
-			attr(pkcs11.CKA_MODULUS, m.N),
-			attr(pkcs11.CKA_PUBLIC_EXPONENT, m.E),
-			attr(pkcs11.CKA_PRIVATE_EXPONENT, m.D.Reveal()))
-		crt := []struct {
-			t uint
-			v secret.Bytes
-		}{{pkcs11.CKA_PRIME_1, m.P}, {pkcs11.CKA_PRIME_2, m.Q}, {pkcs11.CKA_EXPONENT_1, m.DP}, {pkcs11.CKA_EXPONENT_2, m.DQ}, {pkcs11.CKA_COEFFICIENT, m.QI}}
-		for _, f := range crt {
-			if f.v.Len() > 0 {
-				tmpl = append(tmpl, attr(f.t, f.v.Reveal()))
-			}
-		}
-	case EC:
-		info := curves[spec.Curve]
-		if m.D.Len() == 0 || m.D.Len() > info.size {
-			return nil, errf(fault.BadParameter, "EC private key d is %d bytes, want at most %d for %s", m.D.Len(), info.size, spec.Curve)
-		}
-		pub, err := publicFromXY(spec.Curve, m.X, m.Y)
-		if err != nil {
+		if plain, err = rsaPKCS8(m); err != nil {
 			return nil, err
 		}
-		k.pub = pub
-		params, _ := asn1.Marshal(info.oid)
-		tmpl = append(tmpl,
-			attr(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
-			attr(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_EC),
-			attr(pkcs11.CKA_EC_PARAMS, params),
-			attr(pkcs11.CKA_VALUE, m.D.Reveal()))
+		defer clear(plain)
+		tmpl = append(tmpl, attr(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY), attr(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA))
+	case EC:
+		if k.pub, err = publicFromXY(spec.Curve, m.X, m.Y); err != nil {
+			return nil, err
+		}
+		if plain, err = ecPKCS8(spec.Curve, m); err != nil {
+			return nil, err
+		}
+		defer clear(plain)
+		tmpl = append(tmpl, attr(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY), attr(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_EC))
 	}
-	err := p.withSession(ctx, func(s pkcs11.SessionHandle) error {
-		o, err := p.mod.ctx.CreateObject(s, tmpl)
+	err = p.withSession(ctx, func(s pkcs11.SessionHandle) error {
+		o, err := p.importWrapped(s, plain, tmpl)
 		if err != nil {
-			return p11err(fmt.Sprintf("import %s key", spec), err)
+			return fmt.Errorf("import %s key: %w", spec, err)
 		}
 		k.obj = o
 		return nil

@@ -30,6 +30,8 @@ type Pool struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	transport transport
+
 	// oaep256 remembers whether the token does RSA-OAEP with SHA-256 natively
 	// (oaepNative) or needs the raw-RSA route (oaepHost); 0 until the first try.
 	oaep256 atomic.Int32
