@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"sync"
+
+	"github.com/miekg/pkcs11"
 )
 
 // Cache keeps unwrapped keys by key-version ID, least recently used first out, because
@@ -46,7 +48,13 @@ func (c *Cache) Use(ctx context.Context, id string, load func(context.Context) (
 			return err
 		}
 		defer c.release(ctx, e)
-		return fn(e.key)
+		err = fn(e.key)
+		if isCKR(err, pkcs11.CKR_OBJECT_HANDLE_INVALID) || isCKR(err, pkcs11.CKR_KEY_HANDLE_INVALID) {
+			// The object is gone from the token (a reset, a lost session): unwrap afresh
+			// next time rather than fail for ever.
+			c.Invalidate(ctx, id)
+		}
+		return err
 	}
 }
 
@@ -82,7 +90,7 @@ func (c *Cache) acquire(ctx context.Context, id string, load func(context.Contex
 	c.entries[id] = e
 	c.mu.Unlock()
 
-	key, err := load(ctx)
+	key, err := c.load(ctx, e, load)
 
 	c.mu.Lock()
 	var evicted []*Key
@@ -109,6 +117,30 @@ func (c *Cache) acquire(ctx context.Context, id string, load func(context.Contex
 	}
 	return e, nil
 }
+
+// load runs the loader. If it panics, the entry is dropped and its waiters released before
+// the panic goes on, so that the ID does not hang for ever.
+func (c *Cache) load(ctx context.Context, e *cacheEntry, load func(context.Context) (*Key, error)) (key *Key, err error) {
+	done := false
+	defer func() {
+		if done {
+			return
+		}
+		c.mu.Lock()
+		e.err = errLoadPanicked
+		e.refs--
+		if c.entries[e.id] == e {
+			delete(c.entries, e.id)
+		}
+		close(e.ready)
+		c.mu.Unlock()
+	}()
+	key, err = load(ctx)
+	done = true
+	return key, err
+}
+
+var errLoadPanicked = errors.New("hsm cache: loading the key panicked")
 
 func (c *Cache) release(ctx context.Context, e *cacheEntry) {
 	c.mu.Lock()
@@ -140,8 +172,9 @@ func (c *Cache) remove(e *cacheEntry) []*Key {
 	return nil
 }
 
-// Invalidate drops id from the cache, for a key version that was deleted or whose blob
-// changed. A load of id in flight is not cached.
+// Invalidate drops id from the cache. Call it whenever what was unwrapped no longer holds:
+// the version was deleted or purged, its blob changed, or its key_ops changed (a cached Key
+// keeps the usage it was unwrapped with). A load of id in flight is not cached.
 func (c *Cache) Invalidate(ctx context.Context, id string) {
 	c.mu.Lock()
 	var keys []*Key

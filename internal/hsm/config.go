@@ -25,8 +25,8 @@ type Config struct {
 	// PINFile is a file holding the user PIN (one trailing newline is ignored). The PIN
 	// never comes from a flag, so that it does not show in ps or shell history.
 	PINFile string `json:"pin_file,omitempty"`
-	// PINEnv names an environment variable holding the user PIN; it is used when
-	// PINFile is empty.
+	// PINEnv names an environment variable holding the user PIN. Exactly one of PINFile
+	// and PINEnv is set.
 	PINEnv string `json:"pin_env,omitempty"`
 	// Sessions bounds the number of PKCS#11 sessions, and so the number of HSM calls in
 	// flight at once.
@@ -60,8 +60,11 @@ func (c Config) Validate() error {
 	case len(c.TokenLabel) > 32:
 		errs = append(errs, fmt.Errorf("token_label: %q is longer than the 32 bytes PKCS#11 allows", c.TokenLabel))
 	}
-	if c.PINFile == "" && c.PINEnv == "" {
+	switch {
+	case c.PINFile == "" && c.PINEnv == "":
 		errs = append(errs, errors.New("pin_file, pin_env: set one to give the user PIN"))
+	case c.PINFile != "" && c.PINEnv != "":
+		errs = append(errs, errors.New("pin_file, pin_env: set only one"))
 	}
 	if c.Sessions < 1 || c.Sessions > MaxSessions {
 		errs = append(errs, fmt.Errorf("sessions: %d is outside 1..%d", c.Sessions, MaxSessions))

@@ -262,15 +262,18 @@ func (p *Pool) decryptOAEP256(s pkcs11.SessionHandle, k *Key, ct []byte) ([]byte
 	if err != nil {
 		return nil, err
 	}
-	defer clear(em)
+	// A module may drop leading zero bytes of the raw result; always decode a full-length
+	// copy, so that no branch tells whether the first byte was zero (Manger's attack).
 	size := len(ct)
-	if len(em) < size { // a module may drop leading zero bytes of the raw result
-		padded := make([]byte, size)
-		copy(padded[size-len(em):], em)
+	if len(em) > size {
 		clear(em)
-		em = padded
+		return nil, errf(fault.HSMFailure, "raw RSA result of %d bytes for a %d-byte modulus", len(em), size)
 	}
-	msg, err := decodeOAEP(sha256.New(), em, nil)
+	full := make([]byte, size)
+	copy(full[size-len(em):], em)
+	clear(em)
+	defer clear(full)
+	msg, err := decodeOAEP(sha256.New(), full, nil)
 	if err != nil {
 		return nil, err
 	}

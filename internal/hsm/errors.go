@@ -27,7 +27,6 @@ var ckrKinds = map[uint]fault.Kind{
 	pkcs11.CKR_PIN_INVALID:              fault.Unauthorized,
 	pkcs11.CKR_PIN_LEN_RANGE:            fault.Unauthorized,
 	pkcs11.CKR_PIN_EXPIRED:              fault.Unauthorized,
-	pkcs11.CKR_USER_NOT_LOGGED_IN:       fault.Unauthorized,
 	pkcs11.CKR_USER_PIN_NOT_INITIALIZED: fault.Unauthorized,
 
 	pkcs11.CKR_PIN_LOCKED:                 fault.Forbidden,
@@ -35,7 +34,6 @@ var ckrKinds = map[uint]fault.Kind{
 	pkcs11.CKR_KEY_UNEXTRACTABLE:          fault.Forbidden,
 	pkcs11.CKR_KEY_NOT_WRAPPABLE:          fault.Forbidden,
 	pkcs11.CKR_ATTRIBUTE_SENSITIVE:        fault.Forbidden,
-	pkcs11.CKR_ATTRIBUTE_READ_ONLY:        fault.Forbidden,
 	ckrActionProhibited:                   fault.Forbidden,
 
 	pkcs11.CKR_MECHANISM_INVALID:      fault.Unsupported,
@@ -54,14 +52,19 @@ var ckrKinds = map[uint]fault.Kind{
 	pkcs11.CKR_WRAPPED_KEY_LEN_RANGE:            fault.BadParameter,
 	pkcs11.CKR_SIGNATURE_INVALID:                fault.BadParameter,
 	pkcs11.CKR_SIGNATURE_LEN_RANGE:              fault.BadParameter,
-	pkcs11.CKR_TEMPLATE_INCONSISTENT:            fault.BadParameter,
-	pkcs11.CKR_TEMPLATE_INCOMPLETE:              fault.BadParameter,
-	pkcs11.CKR_ATTRIBUTE_VALUE_INVALID:          fault.BadParameter,
-	pkcs11.CKR_ATTRIBUTE_TYPE_INVALID:           fault.BadParameter,
 	pkcs11.CKR_WRAPPING_KEY_TYPE_INCONSISTENT:   fault.BadParameter,
 	pkcs11.CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT: fault.BadParameter,
 	pkcs11.CKR_DOMAIN_PARAMS_INVALID:            fault.BadParameter,
 
+	// The layer builds every template, so a template the token refuses is our bug.
+	pkcs11.CKR_TEMPLATE_INCONSISTENT:   fault.Internal,
+	pkcs11.CKR_TEMPLATE_INCOMPLETE:     fault.Internal,
+	pkcs11.CKR_ATTRIBUTE_VALUE_INVALID: fault.Internal,
+	pkcs11.CKR_ATTRIBUTE_TYPE_INVALID:  fault.Internal,
+	pkcs11.CKR_ATTRIBUTE_READ_ONLY:     fault.Internal,
+
+	// The pool's own login was lost: not the caller's fault, and a retry may work.
+	pkcs11.CKR_USER_NOT_LOGGED_IN:       fault.Unavailable,
 	pkcs11.CKR_DEVICE_MEMORY:            fault.Unavailable,
 	pkcs11.CKR_DEVICE_REMOVED:           fault.Unavailable,
 	pkcs11.CKR_HOST_MEMORY:              fault.Unavailable,

@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"bytes"
 	"context"
 	"crypto/rsa"
 	"fmt"
@@ -104,12 +105,57 @@ func (p *Pool) FindKEK(ctx context.Context, label string) (*KEK, error) {
 		case 0:
 			return errf(fault.NotFound, "no KEK labelled %q on token %q", label, p.label)
 		case 1:
+			if err := p.checkKEKAttributes(s, objs[0], label); err != nil {
+				return err
+			}
 			kek = &KEK{obj: objs[0], label: label}
 			return nil
 		}
 		return errf(fault.Conflict, "%d KEKs labelled %q on token %q", len(objs), label, p.label)
 	})
 	return kek, err
+}
+
+// kekPolicy is what FindKEK requires of an object before it wraps anything under it.
+var kekPolicy = []struct {
+	attr uint
+	name string
+	want bool
+}{
+	{pkcs11.CKA_SENSITIVE, "CKA_SENSITIVE", true},
+	{pkcs11.CKA_WRAP_WITH_TRUSTED, "CKA_WRAP_WITH_TRUSTED", true},
+	{pkcs11.CKA_WRAP, "CKA_WRAP", true},
+	{pkcs11.CKA_UNWRAP, "CKA_UNWRAP", true},
+	{pkcs11.CKA_ENCRYPT, "CKA_ENCRYPT", false},
+	{pkcs11.CKA_DECRYPT, "CKA_DECRYPT", false},
+	{pkcs11.CKA_SIGN, "CKA_SIGN", false},
+	{pkcs11.CKA_VERIFY, "CKA_VERIFY", false},
+	{pkcs11.CKA_DERIVE, "CKA_DERIVE", false},
+	{pkcs11.CKA_MODIFIABLE, "CKA_MODIFIABLE", false},
+	{pkcs11.CKA_COPYABLE, "CKA_COPYABLE", false},
+}
+
+// checkKEKAttributes refuses an object that does not carry the KEK policy, so that a key
+// someone put in the token under the KEK's label is not used by mistake. It cannot tell a
+// planted key that copies the policy from the real one; VerifyKEK can.
+func (p *Pool) checkKEKAttributes(s pkcs11.SessionHandle, o pkcs11.ObjectHandle, label string) error {
+	tmpl := []*pkcs11.Attribute{attr(pkcs11.CKA_KEY_TYPE, nil)}
+	for _, a := range kekPolicy {
+		tmpl = append(tmpl, attr(a.attr, nil))
+	}
+	got, err := p.mod.ctx.GetAttributeValue(s, o, tmpl)
+	if err != nil {
+		return p11err(fmt.Sprintf("read the attributes of KEK %q", label), err)
+	}
+	if !bytes.Equal(got[0].Value, ulongs(pkcs11.CKK_AES)) {
+		return errf(fault.Forbidden, "the object labelled %q is not an AES key; refusing to use it as the KEK", label)
+	}
+	for i, a := range kekPolicy {
+		if v := got[i+1].Value; len(v) != 1 || (v[0] != 0) != a.want {
+			return errf(fault.Forbidden, "the object labelled %q has %s=%v, which the domain KEK never has; refusing to use it", label, a.name, !a.want)
+		}
+	}
+	return nil
 }
 
 func (p *Pool) findByLabel(s pkcs11.SessionHandle, label string) ([]pkcs11.ObjectHandle, error) {
@@ -151,8 +197,9 @@ func (p *Pool) Wrap(ctx context.Context, kek *KEK, k *Key) ([]byte, error) {
 // Unwrap unwraps a blob from Wrap into a sensitive, non-extractable session object with the
 // rights for usage u. pub is the key's public key, which the caller keeps with the blob
 // (EC private keys in PKCS#8 need not carry it); it must be nil for AES. For RSA the
-// token's modulus is checked against pub, so a blob and metadata that do not belong
-// together are caught here.
+// token's modulus is checked against pub. For EC it is not (that would cost a signature on
+// every cache miss): blob and public key both come from the pool's replicated state, and
+// Import checked the pair when the key came in.
 func (p *Pool) Unwrap(ctx context.Context, kek *KEK, blob []byte, spec Spec, u Usage, pub any) (*Key, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
@@ -211,7 +258,8 @@ func (p *Pool) unwrapObject(s pkcs11.SessionHandle, kek *KEK, blob []byte, t Key
 			attr(pkcs11.CKA_SIGN, u.has(UseSign)),
 			attr(pkcs11.CKA_VERIFY, u.has(UseVerify)),
 			attr(pkcs11.CKA_ENCRYPT, false), attr(pkcs11.CKA_DECRYPT, false),
-			attr(pkcs11.CKA_WRAP, false), attr(pkcs11.CKA_UNWRAP, false), attr(pkcs11.CKA_DERIVE, false))
+			attr(pkcs11.CKA_WRAP, false), attr(pkcs11.CKA_UNWRAP, false), attr(pkcs11.CKA_DERIVE, false),
+			attr(pkcs11.CKA_ALLOWED_MECHANISMS, ulongs(pkcs11.CKM_SHA256_HMAC, pkcs11.CKM_SHA384_HMAC, pkcs11.CKM_SHA512_HMAC)))
 	case t == AES:
 		tmpl = append(tmpl, attr(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), attr(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES))
 		tmpl = append(tmpl, usageAttrs(t, u)...)
@@ -225,8 +273,9 @@ func (p *Pool) unwrapObject(s pkcs11.SessionHandle, kek *KEK, blob []byte, t Key
 	o, err := p.mod.ctx.UnwrapKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_WRAP_PAD, nil)}, kek.obj, blob, tmpl)
 	if err != nil {
 		if isCKR(err, pkcs11.CKR_GENERAL_ERROR) {
-			// SoftHSM2 reports a failed integrity check of the wrapped key this way.
-			return 0, fmt.Errorf("unwrap %s key under KEK %q: the blob does not authenticate (wrong KEK or corrupt blob): %w", t, kek.label, fault.BadParameter)
+			// SoftHSM2 reports a failed integrity check of the wrapped key this way. Blobs
+			// come from the pool's own state, so this is corruption or the wrong KEK.
+			return 0, fmt.Errorf("unwrap %s key under KEK %q: the blob does not authenticate (wrong KEK or corrupt blob): %w", t, kek.label, fault.Internal)
 		}
 		return 0, p11err(fmt.Sprintf("unwrap %s key under KEK %q", t, kek.label), err)
 	}

@@ -154,6 +154,8 @@ func (k *Key) Public() crypto.PublicKey { return k.pub }
 // Destroy removes the key objects from the token. It is idempotent, and a no-op once the
 // Pool is closed (closing the sessions destroyed the objects already).
 func (k *Key) Destroy(ctx context.Context) error {
+	// A caller's cancellation must not leave the object behind: Destroy runs once.
+	ctx = context.WithoutCancel(ctx)
 	k.destroyOnce.Do(func() {
 		err := k.pool.withSession(ctx, func(s pkcs11.SessionHandle) error {
 			return k.pool.destroy(s, k.obj, k.hmac)
@@ -185,16 +187,31 @@ func (p *Pool) destroy(s pkcs11.SessionHandle, objs ...pkcs11.ObjectHandle) erro
 func usageAttrs(t KeyType, u Usage) []*pkcs11.Attribute {
 	switch t {
 	case RSA:
+		// Without a mechanism list a sign-only key would also do raw RSA (CKM_RSA_X_509),
+		// which decrypts anything encrypted to it.
+		var mechs []uint
+		if u.has(UseSign) {
+			mechs = append(mechs, pkcs11.CKM_RSA_PKCS, pkcs11.CKM_RSA_PKCS_PSS)
+		}
+		if u.has(UseDecrypt | UseUnwrapKey) {
+			// CKM_RSA_X_509 is the RSA-OAEP-256 route on tokens without OAEP-SHA-256.
+			mechs = append(mechs, pkcs11.CKM_RSA_PKCS_OAEP, pkcs11.CKM_RSA_X_509)
+			if !u.has(UseSign) {
+				mechs = append(mechs, pkcs11.CKM_RSA_PKCS)
+			}
+		}
 		return []*pkcs11.Attribute{
 			attr(pkcs11.CKA_SIGN, u.has(UseSign)),
 			// Azure unwrapKey with RSA is an RSA decryption of the client's bytes.
 			attr(pkcs11.CKA_DECRYPT, u.has(UseDecrypt|UseUnwrapKey)),
 			attr(pkcs11.CKA_UNWRAP, false),
+			attr(pkcs11.CKA_ALLOWED_MECHANISMS, ulongs(orNone(mechs)...)),
 		}
 	case EC:
 		return []*pkcs11.Attribute{
 			attr(pkcs11.CKA_SIGN, u.has(UseSign)),
 			attr(pkcs11.CKA_DERIVE, false),
+			attr(pkcs11.CKA_ALLOWED_MECHANISMS, ulongs(pkcs11.CKM_ECDSA)),
 		}
 	case AES:
 		var mechs []uint
@@ -208,9 +225,7 @@ func usageAttrs(t KeyType, u Usage) []*pkcs11.Attribute {
 			// RFC 5649 wrapping in host code over single AES blocks; see wrapKeyPad.
 			mechs = append(mechs, pkcs11.CKM_AES_ECB)
 		}
-		if len(mechs) == 0 {
-			mechs = []uint{pkcs11.CKM_AES_GCM} // an empty list means "any" in PKCS#11
-		}
+		mechs = orNone(mechs)
 		return []*pkcs11.Attribute{
 			attr(pkcs11.CKA_ENCRYPT, u.has(UseEncrypt|UseWrapKey)),
 			attr(pkcs11.CKA_DECRYPT, u.has(UseDecrypt)),
@@ -222,6 +237,15 @@ func usageAttrs(t KeyType, u Usage) []*pkcs11.Attribute {
 		}
 	}
 	return nil
+}
+
+// orNone returns mechs, or a list with one mechanism no key type has when mechs is empty:
+// an empty CKA_ALLOWED_MECHANISMS means "any mechanism" in PKCS#11.
+func orNone(mechs []uint) []uint {
+	if len(mechs) == 0 {
+		return []uint{pkcs11.CKM_VENDOR_DEFINED}
+	}
+	return mechs
 }
 
 // Generate makes a new key inside the token as an extractable session object, so that it
@@ -420,6 +444,10 @@ func (p *Pool) Import(ctx context.Context, spec Spec, u Usage, m *Material) (*Ke
 			return fmt.Errorf("import %s key: %w", spec, err)
 		}
 		k.obj = o
+		if err := p.checkPair(s, k); err != nil {
+			_ = p.destroy(s, o)
+			return fmt.Errorf("import %s key: %w", spec, err)
+		}
 		return nil
 	})
 	if err != nil {

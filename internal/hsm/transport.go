@@ -109,6 +109,9 @@ func (p *Pool) importWrapped(s pkcs11.SessionHandle, plaintext []byte, tmpl []*p
 	if err != nil {
 		return 0, fmt.Errorf("wrap key material for import: %w", err)
 	}
+	// With the ephemeral key, wrapped is as good as the plaintext. Go's AES key schedule
+	// and crypto/rsa's big-number copy of eph cannot be cleared: best effort.
+	defer clear(wrapped)
 	encEph, err := rsa.EncryptOAEP(sha1.New(), rand.Reader, pub, eph, nil)
 	if err != nil {
 		return 0, fmt.Errorf("wrap the ephemeral import key: %w", err)

@@ -77,8 +77,9 @@ func ReadFile(path string) (Bytes, error) {
 }
 
 // FromEnv reads a secret from an environment variable. Go strings are immutable, so the
-// variable's own copy cannot be wiped; Unsetenv at least removes it from the environment
-// that child processes inherit.
+// variable's own copy cannot be wiped. FromEnv leaves the variable set (a CLI may read it
+// once per key); a daemon that reads its PIN this way should os.Unsetenv it afterwards so
+// that child processes do not inherit it.
 func FromEnv(name string) (Bytes, bool) {
 	v, ok := os.LookupEnv(name)
 	if !ok {
