@@ -91,6 +91,13 @@ func parseBlob(b []byte) (*wrappedKeyJSON, []EncryptedDatum, error) {
 // OpenRestoreBlob checks that the blob was made for ex.Cert, unwraps its master key with
 // ex.Key and returns the datums, every one authenticated. It accepts the blobs of the Azure
 // CLI and of RestoreBlob.
+//
+// Authenticated here means "under the blob's own master key", which the blob's author
+// chose: anyone holding the exchange certificate, which is public, can make a blob of any
+// datums. A blob proves nothing about which security domain it came from; the pool that
+// opens it must check the datums against something it trusts (a backup made under the
+// domain, a KEK check record) and that every tag it needs is there, and only authorised
+// callers may upload one.
 func OpenRestoreBlob(blob []byte, ex Exchange) ([]Datum, error) {
 	wk, data, err := parseBlob(blob)
 	if err != nil {

@@ -29,7 +29,8 @@ func Thumbprint(cert *x509.Certificate) string {
 }
 
 // CheckOfficerCerts validates the officers' certificates of a download: 3 to 10 of them,
-// RSA keys of at least 2048 bits, no certificate or key twice.
+// RSA keys of at least 2048 bits, no certificate or key twice. Messages number the
+// certificates from 1, in the order given.
 func CheckOfficerCerts(certs []*x509.Certificate) error {
 	if len(certs) < MinOfficers || len(certs) > MaxOfficers {
 		return fmt.Errorf("%d officer certificates: a security domain needs %d to %d", len(certs), MinOfficers, MaxOfficers)
@@ -38,16 +39,16 @@ func CheckOfficerCerts(certs []*x509.Certificate) error {
 	seen := map[string]int{}
 	for i, c := range certs {
 		if c == nil {
-			errs = append(errs, fmt.Errorf("certificate %d is missing", i))
+			errs = append(errs, fmt.Errorf("certificate %d is missing", i+1))
 			continue
 		}
 		if err := checkRSA(c, "certificate"); err != nil {
-			errs = append(errs, fmt.Errorf("certificate %d (%s): %w", i, Thumbprint(c), err))
+			errs = append(errs, fmt.Errorf("certificate %d (%s): %w", i+1, Thumbprint(c), err))
 			continue
 		}
 		for _, id := range []string{Thumbprint(c), "key:" + string(c.RawSubjectPublicKeyInfo)} {
 			if j, dup := seen[id]; dup {
-				errs = append(errs, fmt.Errorf("certificates %d and %d hold the same key or are the same certificate (%s)", j, i, Thumbprint(c)))
+				errs = append(errs, fmt.Errorf("certificates %d and %d hold the same key or are the same certificate (%s)", j+1, i+1, Thumbprint(c)))
 				break
 			}
 			seen[id] = i

@@ -191,10 +191,15 @@ func ParseFile(b []byte) (*File, error) {
 		return nil, fmt.Errorf("%d shares for a quorum of %d: %w", len(sk.EncShares), sk.Required, ErrMalformed)
 	}
 	file := &File{Required: sk.Required, Version: f.Version}
+	seen := map[string]bool{}
 	for i, s := range sk.EncShares {
 		if s.EncKey == "" || len(s.Thumbprint) != 43 {
 			return nil, fmt.Errorf("share %d: enc_key empty or x5t_256 not a SHA-256 thumbprint: %w", i+1, ErrMalformed)
 		}
+		if seen[s.Thumbprint] {
+			return nil, fmt.Errorf("share %d: a second share for certificate %s: %w", i+1, s.Thumbprint, ErrMalformed)
+		}
+		seen[s.Thumbprint] = true
 		file.Shares = append(file.Shares, EncryptedShare{Thumbprint: s.Thumbprint, JWE: s.EncKey})
 	}
 	data, err := parseData(f.EncData)
@@ -208,6 +213,9 @@ func ParseFile(b []byte) (*File, error) {
 func parseData(e *encDataJSON) ([]EncryptedDatum, error) {
 	if len(e.Data) == 0 {
 		return nil, fmt.Errorf("EncData.data is empty: %w", ErrMalformed)
+	}
+	if e.KDF != "" && e.KDF != kdfName {
+		return nil, fmt.Errorf("EncData.kdf %q: only %q is supported: %w", e.KDF, kdfName, ErrMalformed)
 	}
 	seen := map[string]bool{}
 	var out []EncryptedDatum
@@ -267,6 +275,10 @@ func (f *File) openShare(k OfficerKey) (share, error) {
 
 // Open recovers the datums with the keys of at least Required officers: it decrypts that
 // many shares, combines them, and authenticates every datum before it returns any.
+//
+// Each datum is authenticated on its own; nothing binds the set. A file from which a
+// datum was removed opens to the rest, so the caller checks that the tags it needs are
+// there.
 func (f *File) Open(keys []OfficerKey) ([]Datum, error) {
 	master, err := f.masterKey(keys)
 	if err != nil {

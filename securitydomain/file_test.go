@@ -190,6 +190,15 @@ func TestOpenRefusals(t *testing.T) {
 			t.Errorf("err = %v, want ErrIntegrity", err)
 		}
 	})
+	t.Run("datum removed", func(t *testing.T) {
+		// Documented limit: the set of datums is not authenticated; callers check their tags.
+		g := *f
+		g.Data = f.Data[:1]
+		got, err := g.Open([]OfficerKey{officer(0), officer(1)})
+		if err != nil || len(got) != 1 || got[0].Tag != datums[0].Tag {
+			t.Errorf("Open of a file with one datum left = %d datums, %v", len(got), err)
+		}
+	})
 	t.Run("share swapped for another file's share", func(t *testing.T) {
 		other, _ := NewFile(certs(t, 3), 2, sampleDatums())
 		o, _ := ParseFile(other)
@@ -280,7 +289,12 @@ func TestParseFileRefusals(t *testing.T) {
 			s := sk(m)["enc_shares"].([]any)[0].(map[string]any)
 			s["x5t_256"] = s["x5t_256"].(string) + "="
 		}),
-		"no datums": edit(func(m map[string]any) { m["EncData"].(map[string]any)["data"] = []any{} }),
+		"no datums":   edit(func(m map[string]any) { m["EncData"].(map[string]any)["data"] = []any{} }),
+		"another KDF": edit(func(m map[string]any) { m["EncData"].(map[string]any)["kdf"] = "hkdf" }),
+		"two shares for one certificate": edit(func(m map[string]any) {
+			s := sk(m)["enc_shares"].([]any)
+			s[1].(map[string]any)["x5t_256"] = s[0].(map[string]any)["x5t_256"]
+		}),
 	} {
 		if _, err := ParseFile(b); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
