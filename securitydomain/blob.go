@@ -3,7 +3,6 @@ package securitydomain
 import (
 	"bytes"
 	"crypto"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
@@ -50,15 +49,11 @@ func RestoreBlob(file []byte, exchangeCert *x509.Certificate, keys []OfficerKey)
 			d.Data.Wipe()
 		}
 	}()
-	master := make([]byte, MasterKeySize)
-	defer clear(master)
-	if _, err := rand.Read(master); err != nil {
-		return nil, fmt.Errorf("make master key: %w", err)
-	}
-	data, err := sealDatums(master, datums)
+	master, data, err := sealFresh(datums)
 	if err != nil {
 		return nil, err
 	}
+	defer clear(master)
 	wrapped, err := sealRSA(exchangeCert.PublicKey.(*rsa.PublicKey), master)
 	if err != nil {
 		return nil, fmt.Errorf("wrap master key to the exchange key: %w", err)

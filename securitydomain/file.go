@@ -99,15 +99,11 @@ func NewFile(officers []*x509.Certificate, quorum int, datums []Datum) ([]byte, 
 	if err := checkDatums(datums); err != nil {
 		return nil, err
 	}
-	master := make([]byte, MasterKeySize)
-	defer clear(master)
-	if _, err := rand.Read(master); err != nil {
-		return nil, fmt.Errorf("make master key: %w", err)
-	}
-	data, err := sealDatums(master, datums)
+	master, data, err := sealFresh(datums)
 	if err != nil {
 		return nil, err
 	}
+	defer clear(master)
 	shares, err := split(master, len(officers), quorum, rand.Reader)
 	if err != nil {
 		return nil, err
@@ -151,6 +147,21 @@ func printableASCII(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// sealFresh makes a fresh master key and encrypts the datums under keys derived from it.
+// The caller wipes the master key.
+func sealFresh(datums []Datum) ([]byte, []datumJSON, error) {
+	master := make([]byte, MasterKeySize)
+	if _, err := rand.Read(master); err != nil {
+		return nil, nil, fmt.Errorf("make master key: %w", err)
+	}
+	data, err := sealDatums(master, datums)
+	if err != nil {
+		clear(master)
+		return nil, nil, err
+	}
+	return master, data, nil
 }
 
 func sealDatums(master []byte, datums []Datum) ([]datumJSON, error) {

@@ -69,6 +69,18 @@ var kekUnwrapPolicy = []*pkcs11.Attribute{
 // CreateKEK generates a new domain KEK in the token under label. It fails with
 // AlreadyExists if a KEK with that label exists, so that a pool never has two.
 func (p *Pool) CreateKEK(ctx context.Context, label string) (*KEK, error) {
+	return p.makeKEK(ctx, label, func(s pkcs11.SessionHandle, tmpl []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
+		o, err := p.mod.ctx.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, tmpl)
+		if err != nil {
+			return 0, p11err(fmt.Sprintf("generate KEK %q", label), err)
+		}
+		return o, nil
+	})
+}
+
+// makeKEK makes a KEK under label with create, which gets the KEK template, unless a KEK
+// with that label exists already.
+func (p *Pool) makeKEK(ctx context.Context, label string, create func(pkcs11.SessionHandle, []*pkcs11.Attribute) (pkcs11.ObjectHandle, error)) (*KEK, error) {
 	if label == "" {
 		return nil, errf(fault.BadParameter, "KEK label is empty")
 	}
@@ -83,9 +95,9 @@ func (p *Pool) CreateKEK(ctx context.Context, label string) (*KEK, error) {
 		}
 		nested, free := nestedTemplate(kekUnwrapPolicy)
 		defer free()
-		o, err := p.mod.ctx.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, kekTemplate(label, nested))
+		o, err := create(s, kekTemplate(label, nested))
 		if err != nil {
-			return p11err(fmt.Sprintf("generate KEK %q", label), err)
+			return err
 		}
 		kek = &KEK{obj: o, label: label}
 		return nil

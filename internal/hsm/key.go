@@ -248,6 +248,17 @@ func orNone(mechs []uint) []uint {
 	return mechs
 }
 
+// extractableTemplate is the private or secret half of a key from Generate or Import: a
+// sensitive session object that can be wrapped once under the KEK.
+func extractableTemplate(t KeyType, u Usage) []*pkcs11.Attribute {
+	return append([]*pkcs11.Attribute{
+		attr(pkcs11.CKA_TOKEN, false),
+		attr(pkcs11.CKA_PRIVATE, true),
+		attr(pkcs11.CKA_SENSITIVE, true),
+		attr(pkcs11.CKA_EXTRACTABLE, true),
+	}, usageAttrs(t, u)...)
+}
+
 // Generate makes a new key inside the token as an extractable session object, so that it
 // can be wrapped once under the domain KEK with Wrap. It never leaves the token in clear:
 // it is sensitive, and session objects are visible to this process only. The caller wraps
@@ -257,12 +268,7 @@ func (p *Pool) Generate(ctx context.Context, spec Spec, u Usage) (*Key, error) {
 		return nil, err
 	}
 	k := &Key{pool: p, spec: spec, usage: u, extractable: true}
-	priv := append([]*pkcs11.Attribute{
-		attr(pkcs11.CKA_TOKEN, false),
-		attr(pkcs11.CKA_PRIVATE, true),
-		attr(pkcs11.CKA_SENSITIVE, true),
-		attr(pkcs11.CKA_EXTRACTABLE, true),
-	}, usageAttrs(spec.Type, u)...)
+	priv := extractableTemplate(spec.Type, u)
 	err := p.withSession(ctx, func(s pkcs11.SessionHandle) error {
 		c := p.mod.ctx
 		switch spec.Type {
@@ -398,12 +404,7 @@ func (p *Pool) Import(ctx context.Context, spec Spec, u Usage, m *Material) (*Ke
 		return nil, err
 	}
 	k := &Key{pool: p, spec: spec, usage: u, extractable: true}
-	tmpl := append([]*pkcs11.Attribute{
-		attr(pkcs11.CKA_TOKEN, false),
-		attr(pkcs11.CKA_PRIVATE, true),
-		attr(pkcs11.CKA_SENSITIVE, true),
-		attr(pkcs11.CKA_EXTRACTABLE, true),
-	}, usageAttrs(spec.Type, u)...)
+	tmpl := extractableTemplate(spec.Type, u)
 	var plain []byte
 	var err error
 	switch spec.Type {

@@ -139,35 +139,20 @@ func (p *Pool) importWrapped(s pkcs11.SessionHandle, plaintext []byte, tmpl []*p
 // security domain, and in a recovery they come out of the restore blob. value must be 32
 // bytes; ImportKEK does not wipe it (the caller may still need it), the caller does.
 func (p *Pool) ImportKEK(ctx context.Context, label string, value secret.Bytes) (*KEK, error) {
-	if label == "" {
-		return nil, errf(fault.BadParameter, "KEK label is empty")
-	}
 	if value.Len() != 32 {
 		return nil, errf(fault.BadParameter, "a KEK is 32 bytes (AES-256), got %d", value.Len())
 	}
-	var kek *KEK
-	err := p.withSession(ctx, func(s pkcs11.SessionHandle) error {
-		objs, err := p.findByLabel(s, label)
-		if err != nil {
-			return err
-		}
-		if len(objs) > 0 {
-			return errf(fault.AlreadyExists, "a KEK labelled %q exists on token %q", label, p.label)
-		}
-		nested, free := nestedTemplate(kekUnwrapPolicy)
-		defer free()
+	return p.makeKEK(ctx, label, func(s pkcs11.SessionHandle, kekTmpl []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
 		var tmpl []*pkcs11.Attribute
-		for _, a := range kekTemplate(label, nested) {
+		for _, a := range kekTmpl {
 			if a.Type != pkcs11.CKA_VALUE_LEN { // not allowed in an unwrap template (softhsm-notes 1.53)
 				tmpl = append(tmpl, a)
 			}
 		}
 		o, err := p.importWrapped(s, value.Reveal(), tmpl)
 		if err != nil {
-			return fmt.Errorf("import KEK %q: %w", label, err)
+			return 0, fmt.Errorf("import KEK %q: %w", label, err)
 		}
-		kek = &KEK{obj: o, label: label}
-		return nil
+		return o, nil
 	})
-	return kek, err
 }
