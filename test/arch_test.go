@@ -38,6 +38,16 @@ var importRules = []importRule{
 		Why:      "Raft is wrapped by internal/cluster (one Apply) and internal/fsm (the state machine)",
 	},
 	{
+		Imported: "github.com/hashicorp/raft-boltdb",
+		Allowed:  []string{modulePath + "/internal/cluster/..."},
+		Why:      "the Raft log and stable store on disk belong to internal/cluster",
+	},
+	{
+		Imported: "go.etcd.io/bbolt",
+		Allowed:  []string{modulePath + "/internal/cluster/..."},
+		Why:      "bbolt is the Raft store's database; state lives in the FSM, not in a side database",
+	},
+	{
 		Imported: "net/http",
 		Allowed:  []string{modulePath + "/internal/gateway/...", modulePath + "/internal/auth/...", modulePath + "/cmd/..."},
 		Why:      "HTTP is served only by the gateway and the token endpoint; the core is reached through gRPC",
@@ -190,8 +200,13 @@ func TestCheckImports(t *testing.T) {
 			want: []string{m + "/internal/state imports github.com/hashicorp/raft"},
 		},
 		{
-			name: "raft-boltdb is another module",
+			name: "raft-boltdb outside internal/cluster",
 			pkg:  goPackage{ImportPath: m + "/internal/state", Imports: []string{"github.com/hashicorp/raft-boltdb/v2"}},
+			want: []string{m + "/internal/state imports github.com/hashicorp/raft-boltdb/v2"},
+		},
+		{
+			name: "raft-boltdb in internal/cluster",
+			pkg:  goPackage{ImportPath: m + "/internal/cluster", Imports: []string{"github.com/hashicorp/raft-boltdb/v2", "go.etcd.io/bbolt"}},
 		},
 		{
 			name: "net/http in cmd",
