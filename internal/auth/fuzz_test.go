@@ -1,0 +1,129 @@
+package auth
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/hsmpool/hsmpool/internal/fault"
+)
+
+// fuzzIssuer is an issuer at a fixed time with one principal, without a server.
+func fuzzIssuer(f *testing.F) (*Issuer, string, Claims, string) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	s, h, err := NewSecret()
+	if err != nil {
+		f.Fatal(err)
+	}
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	iss, err := NewIssuer(IssuerConfig{
+		AuthorityHost: "https://127.0.0.1:8443", TenantID: testTenant, Signer: key, KeyID: "k1",
+		Now: func() time.Time { return now },
+	}, directory{appClientID: {ObjectID: appObjectID, ClientID: appClientID, Secrets: []SecretHash{h}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	tok, exp, err := iss.issue(Principal{ObjectID: appObjectID, ClientID: appClientID}, testResource, credSecret.azpacr())
+	if err != nil {
+		f.Fatal(err)
+	}
+	want := Claims{ObjectID: appObjectID, ClientID: appClientID, TenantID: testTenant, Audience: testResource, Expiry: exp}
+	return iss, tok, want, string(s.Reveal())
+}
+
+// FuzzValidate: Validate never panics, fails only with fault.Unauthorized without echoing the
+// token, and accepts nothing but the claims the issuer signed (the one genuine token, or an
+// encoding of it that go-jose decodes to the same signed bytes).
+func FuzzValidate(f *testing.F) {
+	iss, good, want, _ := fuzzIssuer(f)
+	p := strings.Split(good, ".")
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	s, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: other}, (&jose.SignerOptions{}).WithHeader("kid", "k1"))
+	forged, _ := s.Sign([]byte(`{"iss":"` + iss.Issuer() + `"}`))
+	forgedCompact, _ := forged.CompactSerialize()
+	for _, seed := range []string{
+		good,
+		p[0] + "." + p[1] + ".",
+		"eyJhbGciOiJub25lIn0." + p[1] + ".",
+		forgedCompact,
+		"", "a.b.c", "...", "e30.e30.e30",
+		p[0] + "." + p[1] + "." + p[2] + "." + p[2],
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, token string) {
+		claims, err := iss.Validate(t.Context(), token, testResource)
+		if err == nil {
+			if claims.Expiry.Equal(want.Expiry) {
+				claims.Expiry = want.Expiry
+			}
+			if claims != want {
+				t.Fatalf("accepted claims %+v that the issuer did not sign", claims)
+			}
+			return
+		}
+		if fault.Of(err) != fault.Unauthorized {
+			t.Fatalf("kind %v for %v", fault.Of(err), err)
+		}
+		if len(token) >= 16 && strings.Contains(err.Error(), token) {
+			t.Fatal("the error echoes the token")
+		}
+	})
+}
+
+// FuzzTokenRequest: the token endpoint never panics, issues a token only to a request that
+// carries the principal's secret, and never echoes the secret.
+func FuzzTokenRequest(f *testing.F) {
+	iss, _, _, sec := fuzzIssuer(f)
+	h := iss.Handler()
+	good := url.Values{"client_id": {appClientID}, "client_secret": {sec}, "grant_type": {"client_credentials"},
+		"scope": {testScope + " openid offline_access profile"}}.Encode()
+	for _, seed := range []string{
+		good,
+		strings.Replace(good, "client_credentials", "password", 1),
+		"client_id=" + appClientID + "&client_secret=x&grant_type=client_credentials&scope=https%3A%2F%2Fx%2F.default",
+		"client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=a.b.c",
+		"", "=", "&&&", "%zz", "scope=%2F.default",
+	} {
+		f.Add(seed, "")
+	}
+	f.Add("grant_type=client_credentials&scope=https%3A%2F%2Fx%2F.default", "Basic "+basic(appClientID, sec))
+	f.Fuzz(func(t *testing.T, body, authorization string) {
+		req := httptest.NewRequest(http.MethodPost, "https://127.0.0.1:8443/"+testTenant+"/oauth2/v2.0/token", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if authorization != "" {
+			req.Header.Set("Authorization", authorization)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		form, _ := url.ParseQuery(body)
+		_, pass, _ := req.BasicAuth()
+		pass, _ = url.QueryUnescape(pass)
+		if rec.Code == http.StatusOK && form.Get("client_secret") != sec && pass != sec {
+			t.Fatalf("issued a token to a request without the secret")
+		}
+		if strings.Contains(rec.Body.String(), sec) {
+			t.Fatal("the response echoes the secret")
+		}
+		if rec.Code != http.StatusOK && rec.Code < 400 {
+			t.Fatalf("status %d", rec.Code)
+		}
+	})
+}
+
+func basic(user, pass string) string {
+	r, _ := http.NewRequest("GET", "/", nil)
+	r.SetBasicAuth(user, pass)
+	return strings.TrimPrefix(r.Header.Get("Authorization"), "Basic ")
+}

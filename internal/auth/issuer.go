@@ -1,0 +1,335 @@
+package auth
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/cryptosigner"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/hsmpool/hsmpool/internal/fault"
+)
+
+const (
+	// DefaultLifetime is the lifetime of access tokens when IssuerConfig.Lifetime is zero.
+	DefaultLifetime = time.Hour
+	// MinLifetime is the shortest lifetime allowed: MSAL treats a token that expires within
+	// 5 minutes as stale and would ask for a new one on every request.
+	MinLifetime = 10 * time.Minute
+	// MaxLifetime is the longest lifetime allowed.
+	MaxLifetime = 24 * time.Hour
+
+	// skew is the clock difference Validate tolerates on exp, nbf and iat.
+	skew = time.Minute
+	// maxTokenLen bounds the tokens Validate parses; the pool's are well under 1 KiB.
+	maxTokenLen = 8 << 10
+)
+
+// IssuerConfig configures an Issuer.
+type IssuerConfig struct {
+	// AuthorityHost is the scheme, host and port of the pool as the credentials are told it
+	// ("https://127.0.0.1:8443"), with no path. Tokens' issuer is AuthorityHost/<tenant>/v2.0.
+	// MSAL compares the issuer's host:port with the authority string literally, so clients
+	// must use exactly this host and port (an explicit ":443" counts as different).
+	AuthorityHost string
+	// TenantID is the pool's tenant, a UUID; it is stored in lowercase.
+	TenantID string
+	// Signer signs the access tokens: ECDSA P-256 (ES256). The daemon owns its storage.
+	Signer crypto.Signer
+	// KeyID is the "kid" of the signing key; empty means its RFC 7638 JWK thumbprint.
+	KeyID string
+	// Lifetime of access tokens; zero means DefaultLifetime. MinLifetime..MaxLifetime.
+	Lifetime time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives one record per token issued or refused (never the secret or token);
+	// nil discards them.
+	Logger *slog.Logger
+}
+
+// Issuer issues and validates the pool's access tokens. See the package doc.
+type Issuer struct {
+	authority string // AuthorityHost without a trailing slash
+	tenant    string
+	issuer    string // authority/tenant/v2.0
+	keyID     string
+	signer    jose.Signer
+	public    jose.JSONWebKey // public key with kid, alg and use, as published
+	lifetime  time.Duration
+	now       func() time.Time
+	log       *slog.Logger
+	dir       Directory
+}
+
+var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// NewIssuer checks cfg and returns an issuer that finds principals in dir. It signs a probe
+// once to prove that the signer works and matches its public key.
+func NewIssuer(cfg IssuerConfig, dir Directory) (*Issuer, error) {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("new issuer: %s: %s: %w", field, fmt.Sprintf(format, args...), fault.BadParameter)
+	}
+	if dir == nil {
+		return nil, bad("Directory", "missing")
+	}
+	authority, err := parseAuthorityHost(cfg.AuthorityHost)
+	if err != nil {
+		return nil, bad("AuthorityHost", "%v", err)
+	}
+	if !uuidRE.MatchString(cfg.TenantID) {
+		return nil, bad("TenantID", "%q is not a UUID", cfg.TenantID)
+	}
+	if cfg.Signer == nil {
+		return nil, bad("Signer", "missing")
+	}
+	pub, ok := cfg.Signer.Public().(*ecdsa.PublicKey)
+	if !ok || pub.Curve != elliptic.P256() {
+		return nil, bad("Signer", "key is %T, want an ECDSA P-256 key", cfg.Signer.Public())
+	}
+	lifetime := cfg.Lifetime
+	if lifetime == 0 {
+		lifetime = DefaultLifetime
+	}
+	if lifetime < MinLifetime || lifetime > MaxLifetime {
+		return nil, bad("Lifetime", "%v is outside %v..%v", lifetime, MinLifetime, MaxLifetime)
+	}
+	keyID := cfg.KeyID
+	if keyID == "" {
+		tp, err := (&jose.JSONWebKey{Key: pub}).Thumbprint(crypto.SHA256)
+		if err != nil {
+			return nil, bad("Signer", "thumbprint of the public key: %v", err)
+		}
+		keyID = base64.RawURLEncoding.EncodeToString(tp)
+	} else if len(keyID) > 128 || strings.ContainsFunc(keyID, func(r rune) bool { return r <= ' ' || r > '~' }) {
+		return nil, bad("KeyID", "must be at most 128 printable ASCII characters without spaces")
+	}
+	signer, err := jose.NewSigner(
+		jose.SigningKey{Algorithm: jose.ES256, Key: cryptosigner.Opaque(cfg.Signer)},
+		(&jose.SignerOptions{}).WithType("JWT").WithHeader(jose.HeaderKey("kid"), keyID),
+	)
+	if err != nil {
+		return nil, bad("Signer", "%v", err)
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	tenant := strings.ToLower(cfg.TenantID)
+	i := &Issuer{
+		authority: authority,
+		tenant:    tenant,
+		issuer:    authority + "/" + tenant + "/v2.0",
+		keyID:     keyID,
+		signer:    signer,
+		public:    jose.JSONWebKey{Key: pub, KeyID: keyID, Algorithm: string(jose.ES256), Use: "sig"},
+		lifetime:  lifetime,
+		now:       now,
+		log:       log,
+		dir:       dir,
+	}
+	if err := i.probe(); err != nil {
+		return nil, fmt.Errorf("new issuer: %w", err)
+	}
+	return i, nil
+}
+
+// parseAuthorityHost accepts https://host[:port] with at most a trailing slash.
+func parseAuthorityHost(s string) (string, error) {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("%q is not a URL", s)
+	case u.Scheme != "https":
+		return "", fmt.Errorf("%q must be https://host[:port] (the Azure credentials refuse plain http)", s)
+	case u.Host == "" || u.Hostname() == "" || u.User != nil || u.Opaque != "" || (u.Path != "" && u.Path != "/") ||
+		u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return "", fmt.Errorf("%q must be https://host[:port] with no path, query or fragment", s)
+	}
+	return "https://" + u.Host, nil
+}
+
+// probe signs a token with the signer and validates it, so that a broken signer or one whose
+// Public() does not match its private key is found at start rather than by the first client.
+func (i *Issuer) probe() error {
+	const aud = "urn:hsmpool:probe"
+	tok, _, err := i.issue(Principal{ObjectID: "probe", ClientID: "probe"}, aud, "")
+	if err != nil {
+		return fmt.Errorf("signer: %w", err)
+	}
+	if _, err := i.Validate(context.Background(), tok, aud); err != nil {
+		return fmt.Errorf("signer does not match its public key: %w", err)
+	}
+	return nil
+}
+
+// Issuer returns the "iss" of the pool's tokens: AuthorityHost/<tenant>/v2.0.
+func (i *Issuer) Issuer() string { return i.issuer }
+
+// TenantID returns the pool's tenant, in lowercase.
+func (i *Issuer) TenantID() string { return i.tenant }
+
+// Challenge is the WWW-Authenticate value of the 401 the data plane sends before anything
+// else (client-compat §2): Bearer authorization="<AuthorityHost>/<tenant>", resource="<resource>".
+// resource is the data plane's "https://<dns-suffix>[:port]" (without ":443"); the Go and
+// Python SDKs require the vault host to end with "."+its host:port.
+func (i *Issuer) Challenge(resource string) string {
+	return `Bearer authorization="` + i.authority + "/" + i.tenant + `", resource="` + resource + `"`
+}
+
+// tokenClaims are the claims of the pool's access tokens beyond the registered ones, named as
+// in Entra ID v2.0 access tokens.
+type tokenClaims struct {
+	TenantID        string `json:"tid"`
+	ObjectID        string `json:"oid"`
+	AuthorizedParty string `json:"azp"`
+	AppID           string `json:"appid"`
+	AuthMethod      string `json:"azpacr,omitempty"`
+	IDType          string `json:"idtyp"`
+	Version         string `json:"ver"`
+}
+
+// issue mints an access token for p with audience aud. authMethod is the azpacr value.
+func (i *Issuer) issue(p Principal, aud, authMethod string) (string, time.Time, error) {
+	now := i.now().Truncate(time.Second)
+	exp := now.Add(i.lifetime)
+	var jti [16]byte
+	if _, err := rand.Read(jti[:]); err != nil {
+		return "", time.Time{}, fmt.Errorf("issue token: %w", err)
+	}
+	reg := jwt.Claims{
+		Issuer:    i.issuer,
+		Subject:   p.ObjectID,
+		Audience:  jwt.Audience{aud},
+		Expiry:    jwt.NewNumericDate(exp),
+		NotBefore: jwt.NewNumericDate(now),
+		IssuedAt:  jwt.NewNumericDate(now),
+		ID:        base64.RawURLEncoding.EncodeToString(jti[:]),
+	}
+	ext := tokenClaims{
+		TenantID:        i.tenant,
+		ObjectID:        p.ObjectID,
+		AuthorizedParty: p.ClientID,
+		AppID:           p.ClientID,
+		AuthMethod:      authMethod,
+		IDType:          "app",
+		Version:         "2.0",
+	}
+	tok, err := jwt.Signed(i.signer).Claims(reg).Claims(ext).Serialize()
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("issue token: sign: %w", err)
+	}
+	return tok, exp, nil
+}
+
+// Claims of a validated access token.
+type Claims struct {
+	ObjectID string // oid: the principal, as in role assignments
+	ClientID string // azp/appid
+	TenantID string // tid
+	Audience string // aud: the resource the token was issued for
+	Expiry   time.Time
+}
+
+// Validate checks an access token: a compact JWS with alg ES256 and the pool's key ID, a valid
+// signature, the pool's issuer and tenant, exactly one audience which is one of audiences,
+// and exp/nbf/iat present and within one minute of skew. Every failure is fault.Unauthorized
+// with a message that says what was wrong and never contains the token. ctx is for issuers
+// whose keys must be fetched; the pool's own are at hand.
+func (i *Issuer) Validate(ctx context.Context, token string, audiences ...string) (Claims, error) {
+	fail := func(format string, args ...any) (Claims, error) {
+		return Claims{}, fmt.Errorf("validate token: %s: %w", fmt.Sprintf(format, args...), fault.Unauthorized)
+	}
+	if len(audiences) == 0 {
+		return fail("no accepted audience given")
+	}
+	switch {
+	case token == "":
+		return fail("token is empty")
+	case len(token) > maxTokenLen:
+		return fail("token is longer than %d bytes", maxTokenLen)
+	}
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		return fail("not a compact JWS signed with ES256")
+	}
+	if len(jws.Signatures) != 1 {
+		return fail("token has %d signatures, want 1", len(jws.Signatures))
+	}
+	key, err := i.verificationKey(ctx, jws.Signatures[0].Header.KeyID)
+	if err != nil {
+		return Claims{}, fmt.Errorf("validate token: %w", err)
+	}
+	payload, err := jws.Verify(key)
+	if err != nil {
+		return fail("signature is not valid")
+	}
+	var reg jwt.Claims
+	var ext tokenClaims
+	if json.Unmarshal(payload, &reg) != nil || json.Unmarshal(payload, &ext) != nil {
+		return fail("claims are malformed")
+	}
+	// The signature is the pool's from here on, so claim values may be named in errors.
+	if reg.Issuer != i.issuer {
+		return fail("issuer %q is not %q", reg.Issuer, i.issuer)
+	}
+	if ext.TenantID != i.tenant {
+		return fail("tenant %q is not %q", ext.TenantID, i.tenant)
+	}
+	if len(reg.Audience) != 1 {
+		return fail("token has %d audiences, want 1", len(reg.Audience))
+	}
+	if reg.Expiry == nil || reg.NotBefore == nil || reg.IssuedAt == nil {
+		return fail("token lacks exp, nbf or iat")
+	}
+	now := i.now()
+	err = reg.ValidateWithLeeway(jwt.Expected{AnyAudience: audiences, Time: now}, skew)
+	switch {
+	case errors.Is(err, jwt.ErrInvalidAudience):
+		return fail("audience %q is not one of %q", reg.Audience[0], audiences)
+	case errors.Is(err, jwt.ErrExpired):
+		return fail("token expired at %s", reg.Expiry.Time().UTC().Format(time.RFC3339))
+	case errors.Is(err, jwt.ErrNotValidYet):
+		return fail("token is not valid before %s", reg.NotBefore.Time().UTC().Format(time.RFC3339))
+	case errors.Is(err, jwt.ErrIssuedInTheFuture):
+		return fail("token is issued in the future (%s)", reg.IssuedAt.Time().UTC().Format(time.RFC3339))
+	case err != nil:
+		return fail("claims are not valid")
+	}
+	if ext.ObjectID == "" || reg.Subject != ext.ObjectID || ext.AuthorizedParty == "" || ext.AppID != ext.AuthorizedParty {
+		return fail("token lacks a consistent oid, sub, azp and appid")
+	}
+	return Claims{
+		ObjectID: ext.ObjectID,
+		ClientID: ext.AuthorizedParty,
+		TenantID: ext.TenantID,
+		Audience: reg.Audience[0],
+		Expiry:   reg.Expiry.Time(),
+	}, nil
+}
+
+// verificationKey returns the key that must have signed a token with key ID kid. Only the
+// pool's own key exists today; key rotation (previous keys) and external OIDC issuers (keys
+// from their JWKS, selected by the token's unverified iss) slot in here.
+func (i *Issuer) verificationKey(_ context.Context, kid string) (crypto.PublicKey, error) {
+	if kid != i.keyID {
+		return nil, fmt.Errorf("key id is not the pool's signing key: %w", fault.Unauthorized)
+	}
+	return i.public.Key, nil
+}
