@@ -34,8 +34,8 @@ type Config struct {
 	Transport raft.Transport `json:"-"`
 
 	// HeartbeatTimeout is how long a follower waits without hearing from the leader
-	// before it starts an election; the leader's lease is half of it. It bounds how
-	// stale a follower's view can be (DESIGN.md §5).
+	// before it starts an election; the leader's lease is half of it. Nothing here bounds
+	// how stale a follower's view is: readers that need a bound check Status.LastContact.
 	HeartbeatTimeout time.Duration `json:"heartbeat_timeout"`
 	// ElectionTimeout is how long a candidate waits for votes. At least HeartbeatTimeout.
 	ElectionTimeout time.Duration `json:"election_timeout"`
@@ -136,8 +136,9 @@ func (c Config) raftConfig() *raft.Config {
 }
 
 // checkBindAddr checks that addr is a host:port the TCP transport can listen on and
-// advertise. Port 0 is allowed for tests: the address in the cluster configuration then
-// changes on every start, which only a single-node cluster tolerates.
+// advertise. Port 0 is allowed for tests: the cluster configuration keeps the address of
+// the first start while the transport listens elsewhere on later ones, which only a
+// single-node cluster tolerates.
 func checkBindAddr(addr string) error {
 	if addr == "" {
 		return errors.New("a host:port is required when no transport is given")

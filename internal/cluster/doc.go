@@ -50,8 +50,9 @@
 // a command that Raft already holds may still commit. The FSM is called from Raft's
 // goroutines, one call at a time (Apply, ApplyBatch and Snapshot on the FSM goroutine;
 // Persist of a taken snapshot may run concurrently with later Apply calls, which is why
-// Snapshot must capture an immutable view). Close shuts Raft down; commands in flight
-// and every later call fail with fault.Unavailable.
+// Snapshot must capture an immutable view). Close shuts Raft down; a command in flight
+// then either succeeds or fails with fault.Unavailable and ErrOutcomeUnknown (it may have
+// committed), and every later call fails with fault.Unavailable.
 //
 // # Security
 //

@@ -87,6 +87,9 @@ func Open(ctx context.Context, cfg Config, fsm raft.FSM, bootstrap bool) (_ *Nod
 	} else if err != nil {
 		return nil, fmt.Errorf("open %s: %w", dbFile, err)
 	}
+	if err := bindNodeID(n.store, cfg.NodeID); err != nil {
+		return nil, err
+	}
 	if n.snaps, err = newSnapshotStore(cfg.DataDir, retainSnapshots, logger.Named("snapshot")); err != nil {
 		return nil, err
 	}
@@ -125,6 +128,38 @@ func Open(ctx context.Context, cfg Config, fsm raft.FSM, bootstrap bool) (_ *Nod
 	return n, nil
 }
 
+// nodeIDKey is where the stable store records the node ID the data directory belongs to.
+var nodeIDKey = []byte("hsmpool/node_id")
+
+// bindNodeID records the node ID in a new data directory and refuses another one later:
+// with a changed ID the node would not find itself in the cluster configuration and would
+// never lead.
+func bindNodeID(store raft.StableStore, id string) error {
+	got, err := store.Get(nodeIDKey)
+	if errors.Is(err, raftboltdb.ErrKeyNotFound) || (err == nil && len(got) == 0) {
+		if err := store.Set(nodeIDKey, []byte(id)); err != nil {
+			return fmt.Errorf("record node_id: %w", err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read node_id: %w", err)
+	}
+	if string(got) != id {
+		return fmt.Errorf("node_id: %w: data_dir belongs to node %q, not %q", fault.BadParameter, got, id)
+	}
+	return nil
+}
+
+// enqueueTimeout is how long raft.Apply may wait to queue a command: until ctx's
+// deadline, or for ever (0) without one.
+func enqueueTimeout(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return max(time.Until(dl), time.Nanosecond)
+	}
+	return 0
+}
+
 // makePrivateDir creates dir 0700 if it does not exist, and refuses it if it is not a
 // directory or group or others can reach it.
 func makePrivateDir(dir string) error {
@@ -156,8 +191,10 @@ func makePrivateDir(dir string) error {
 //
 // Errors: fault.NotLeader when this node is not the leader (the message names the
 // leader when known; the command was not proposed); fault.Unavailable when the node is
-// closed or shutting down, or leadership was lost after the command was proposed (it may
-// still commit).
+// closed, or could not queue the command before ctx's deadline (not proposed); and
+// fault.Unavailable wrapping ErrOutcomeUnknown when the node shut down or lost its
+// leadership while Raft held the command — it may have committed, so a caller retries
+// only commands the FSM recognises as repeats.
 func (n *Node) Apply(ctx context.Context, cmd []byte) (any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -167,7 +204,9 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (any, error) {
 	}
 	var resp any
 	err := n.wait(ctx, "apply", func() error {
-		f := n.raft.Apply(cmd, 0)
+		// With a deadline, Raft gives up queuing at the deadline (ErrEnqueueTimeout: not
+		// proposed) instead of proposing the command after Apply has returned.
+		f := n.raft.Apply(cmd, enqueueTimeout(ctx))
 		if err := f.Error(); err != nil {
 			return n.raftError("apply", err)
 		}
@@ -268,7 +307,9 @@ func (n *Node) wait(ctx context.Context, op string, f func() error) error {
 		case err := <-done:
 			return err
 		default:
-			return fmt.Errorf("%s: %w", op, errClosed)
+			// Raft held the command when it shut down (hashicorp/raft#498: it may never
+			// answer); it may have committed.
+			return fmt.Errorf("%s: %w: %w", op, errClosed, ErrOutcomeUnknown)
 		}
 	}
 }
@@ -315,8 +356,9 @@ type Status struct {
 	// Term is the current Raft term.
 	Term uint64
 	// LastIndex is the index of the last log entry (or snapshot) this node has;
-	// CommitIndex the last it knows to be committed; AppliedIndex the last applied to its
-	// FSM; LastSnapshotIndex the last one in its newest snapshot.
+	// CommitIndex the last it knows to be committed; AppliedIndex the last Raft has handed
+	// to its FSM (which may still be applying it); LastSnapshotIndex the last one in its
+	// newest snapshot.
 	LastIndex, CommitIndex, AppliedIndex, LastSnapshotIndex uint64
 	// LeaderID and LeaderAddr name the leader this node knows, or are empty.
 	LeaderID, LeaderAddr string
@@ -344,11 +386,10 @@ func (n *Node) Status() Status {
 }
 
 // Close shuts Raft down, closes the transport and the log store. Calls waiting in
-// Apply, Barrier or Snapshot return fault.Unavailable: their command was either never
-// taken from Raft's queue (and never will be) or lost its leader while in flight, so it
-// may have committed; a goroutine per such call stays blocked on Raft's abandoned future
-// for the life of the process (hashicorp/raft#498). Later calls do nothing and return the
-// first call's error.
+// Apply, Barrier or Snapshot return fault.Unavailable with ErrOutcomeUnknown: Raft may
+// have committed their command before it stopped. A goroutine per such call stays
+// blocked on Raft's abandoned future for the life of the process (hashicorp/raft#498).
+// Later calls do nothing and return the first call's error.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.closed.Store(true)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -299,18 +300,25 @@ func TestClosed(t *testing.T) {
 // TestCloseWhileApplying closes a node under load: every Apply either succeeds or
 // fails with fault.Unavailable.
 func TestCloseWhileApplying(t *testing.T) {
-	n := openLeader(t, testConfig(t), newKV())
+	cfg := testConfig(t)
+	n := openLeader(t, cfg, newKV())
 	ctx := testContext(t)
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var acked []string
 	errs := make(chan error, 8)
 	for g := range 8 {
 		wg.Go(func() {
 			for i := 0; ; i++ {
-				_, err := n.Apply(ctx, setCmd(fmt.Sprintf("g%d-%d", g, i), "v"))
+				key := fmt.Sprintf("g%d-%d", g, i)
+				_, err := n.Apply(ctx, setCmd(key, "v"))
 				if err != nil {
 					errs <- err
 					return
 				}
+				mu.Lock()
+				acked = append(acked, key)
+				mu.Unlock()
 			}
 		})
 	}
@@ -322,6 +330,36 @@ func TestCloseWhileApplying(t *testing.T) {
 		if fault.Of(err) != fault.Unavailable {
 			t.Errorf("Apply during Close = %v, want fault.Unavailable", err)
 		}
+		// A command Raft held may have committed; the error must say so.
+		if !errors.Is(err, cluster.ErrOutcomeUnknown) && !strings.Contains(err.Error(), "node is closed") {
+			t.Errorf("Apply during Close = %v: neither 'not proposed' nor ErrOutcomeUnknown", err)
+		}
+	}
+	// Every acknowledged command survives the restart.
+	kv := newKV()
+	n2 := openLeader(t, cfg, kv)
+	check(t, "Barrier", n2.Barrier(ctx))
+	m, _, _ := kv.state()
+	for _, k := range acked {
+		if m[k] != "v" {
+			t.Fatalf("acknowledged command %s is lost after a restart", k)
+		}
+	}
+	if len(acked) == 0 {
+		t.Fatal("no command was acknowledged before Close: the test proves nothing")
+	}
+}
+
+// TestNodeIDBoundToDataDir: reopening a data directory under another node ID is refused;
+// the node would never find itself in the configuration and never lead.
+func TestNodeIDBoundToDataDir(t *testing.T) {
+	cfg := testConfig(t)
+	n := openLeader(t, cfg, newKV())
+	check(t, "Close", n.Close())
+	cfg.NodeID = "another-node"
+	_, err := cluster.Open(testContext(t), cfg, newKV(), true)
+	if fault.Of(err) != fault.BadParameter || !strings.Contains(err.Error(), "node_id") {
+		t.Fatalf("Open with another node_id = %v, want BadParameter naming node_id", err)
 	}
 }
 
@@ -386,6 +424,9 @@ func TestInjectedTransport(t *testing.T) {
 // TestPermissions checks that the data directory and everything in it is private, and
 // that a data directory others can reach is refused.
 func TestPermissions(t *testing.T) {
+	// A permissive umask, so that the check sees the store's own narrowing, not the umask's.
+	old := syscall.Umask(0o022)
+	t.Cleanup(func() { syscall.Umask(old) })
 	cfg := testConfig(t)
 	cfg.DataDir = filepath.Join(t.TempDir(), "a", "raft") // two levels to create
 	n := openLeader(t, cfg, newKV())

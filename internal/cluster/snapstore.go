@@ -21,8 +21,9 @@ import (
 // It also remembers the index of the newest complete snapshot, for Status.
 type privateSnapshotStore struct {
 	*raft.FileSnapshotStore
-	dir  string // DataDir/snapshots
-	last atomic.Uint64
+	dir    string // DataDir/snapshots
+	last   atomic.Uint64
+	logger hclog.Logger
 }
 
 // newSnapshotStore opens the file snapshot store in dataDir, keeping retain snapshots.
@@ -36,7 +37,19 @@ func newSnapshotStore(dataDir string, retain int, logger hclog.Logger) (*private
 	if err != nil {
 		return nil, fmt.Errorf("snapshot store: %w", err)
 	}
-	s := &privateSnapshotStore{FileSnapshotStore: fss, dir: dir}
+	s := &privateSnapshotStore{FileSnapshotStore: fss, dir: dir, logger: logger}
+	// A crash between a snapshot's commit and its narrowing leaves it wider: narrow again.
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot store: %w", err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := narrow(filepath.Join(dir, e.Name())); err != nil {
+				return nil, err
+			}
+		}
+	}
 	metas, err := fss.List() // newest first
 	if err != nil {
 		return nil, fmt.Errorf("snapshot store: %w", err)
@@ -66,10 +79,12 @@ func (s *privateSnapshotSink) Close() error {
 	if err := s.SnapshotSink.Close(); err != nil {
 		return err
 	}
-	if err := narrow(filepath.Join(s.store.dir, s.SnapshotSink.ID())); err != nil {
-		return err
-	}
+	// The snapshot is committed now: a failure to narrow it must not make Raft think
+	// it failed (it would skip compaction); the next Open narrows it again.
 	s.store.last.Store(s.index)
+	if err := narrow(filepath.Join(s.store.dir, s.SnapshotSink.ID())); err != nil {
+		s.store.logger.Warn("cannot narrow snapshot permissions", "error", err)
+	}
 	return nil
 }
 
