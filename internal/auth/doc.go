@@ -31,6 +31,10 @@
 //   - Validate accepts only compact JWS with alg ES256, the pool's key ID, the pool's issuer,
 //     one of the caller's audiences, the pool's tenant, and exp/nbf/iat within one minute of
 //     skew; every failure is [fault.Unauthorized]. Nodes of a pool need clocks within a minute.
+//   - There is no revocation list: deleting a principal or a secret stops new tokens at once,
+//     but tokens already issued stay valid until they expire (Lifetime, 1 h by default).
+//     The data plane's authorization checks role assignments on every request, so removing
+//     a principal's roles takes effect at once.
 //   - No secret or token is written to a log, an error or a response other than the token
 //     response itself. Error messages name what was wrong, never the credential; a client_id
 //     is echoed only if it is a UUID, in case a secret was pasted into it. Strings

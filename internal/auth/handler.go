@@ -123,15 +123,18 @@ func (h handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// quoteTenant quotes a tenant taken from a path for an error message, unless it does not
-// look like a tenant at all.
+// quoteTenant quotes a tenant taken from a path for an error message only if it is a
+// tenant ID or one of the well-known tenant names: a credential with its arguments swapped
+// sends its secret as the tenant, and clients log error bodies.
 func quoteTenant(t string) string {
-	if len(t) > 64 || strings.ContainsFunc(t, func(r rune) bool {
-		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '.' || r == '_')
-	}) {
-		return "(not a valid tenant identifier)"
+	switch strings.ToLower(t) {
+	case "common", "organizations", "consumers", "adfs":
+		return "'" + t + "'"
 	}
-	return "'" + t + "'"
+	if uuidRE.MatchString(t) {
+		return "'" + t + "'"
+	}
+	return "(not a tenant ID)"
 }
 
 // discovery is the OpenID discovery document. MSAL requires issuer (same scheme and
@@ -438,6 +441,9 @@ func parseScope(scope string) (string, *oauthError) {
 func (i *Issuer) authenticate(ctx context.Context, c clientCredential) (Principal, *oauthError) {
 	invalidClient := func(aad int, format string, args ...any) (Principal, *oauthError) {
 		return Principal{}, &oauthError{status: http.StatusUnauthorized, code: "invalid_client", aad: aad, desc: fmt.Sprintf(format, args...)}
+	}
+	if uuidRE.MatchString(c.id) { // GUIDs are case-insensitive; the directory stores them lowercase
+		c.id = strings.ToLower(c.id)
 	}
 	p, err := i.dir.PrincipalByClientID(ctx, c.id)
 	switch {

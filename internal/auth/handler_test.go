@@ -171,6 +171,11 @@ func TestHandler(t *testing.T) {
 		{name: "body too large", rawBody: "client_id=" + strings.Repeat("a", maxBodyLen), wantStatus: 413, wantError: "invalid_request"},
 		{name: "another tenant", path: "/" + otherTenant + "/oauth2/v2.0/token", body: goSDK(),
 			wantStatus: 400, wantError: "invalid_request", wantAADSTS: "90002"},
+		// A credential with its arguments swapped sends its secret as the tenant: not echoed.
+		{name: "secret as tenant", path: "/" + f.appSecret + "/oauth2/v2.0/token", body: goSDK(),
+			wantStatus: 400, wantError: "invalid_request", wantAADSTS: "90002"},
+		{name: "upper-case client ID", body: form("client_id", strings.ToUpper(appClientID), "client_secret", f.appSecret,
+			"grant_type", "client_credentials", "scope", testScope), wantStatus: 200},
 		{name: "GET token", method: "GET", wantStatus: 405, wantError: "invalid_request", header: map[string]string{"Allow": "POST"}},
 
 		{name: "discovery", method: "GET", path: "/" + testTenant + "/v2.0/.well-known/openid-configuration", wantStatus: 200},

@@ -289,6 +289,11 @@ func (i *Issuer) Validate(ctx context.Context, token string, audiences ...string
 	if reg.Issuer != i.issuer {
 		return fail("issuer %q is not %q", reg.Issuer, i.issuer)
 	}
+	if ext.IDType != "app" || ext.Version != "2.0" {
+		// Bind the check to access tokens: a later JWT type signed with the pool's key
+		// (attestation statements, say) must not pass as one.
+		return fail("not an access token of this pool (idtyp %q, ver %q)", ext.IDType, ext.Version)
+	}
 	if ext.TenantID != i.tenant {
 		return fail("tenant %q is not %q", ext.TenantID, i.tenant)
 	}

@@ -141,6 +141,8 @@ func TestValidate(t *testing.T) {
 		{name: "wrong audience", token: good, audiences: []string{"https://managedhsm.localhost"}, wantErr: "audience"},
 		{name: "no audience accepted", token: good, audiences: []string{}, wantErr: "no accepted audience"},
 		{name: "expired", token: good, advance: DefaultLifetime + 2*time.Minute, wantErr: "expired"},
+		{name: "another token type signed by the pool", token: es(with(gc, "idtyp", "user")), wantErr: "not an access token"},
+		{name: "no token version", token: es(with(gc, "ver", "1.0")), wantErr: "not an access token"},
 		{name: "not yet valid", token: good, advance: -2 * time.Minute, wantErr: "not valid before"},
 		{name: "issued in the future", token: es(with(gc, "nbf", gc["nbf"].(int64)-3600, "iat", gc["iat"].(int64)+120)), wantErr: "future"},
 		{name: "tampered header", token: flip(good, 0), wantErr: "validate token"}, // bad JSON or another kid
