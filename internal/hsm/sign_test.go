@@ -85,6 +85,16 @@ func TestSignEveryKeyAndAlgorithm(t *testing.T) {
 					continue
 				}
 				verifyInGo(t, k.Public(), alg, digest, sig)
+				if ok, err := p.Verify(ctx, k, alg, digest, sig); !ok || err != nil {
+					t.Errorf("Verify(%s) of a good signature = %v, %v", alg, ok, err)
+				}
+				sig[len(sig)-1] ^= 1
+				if ok, err := p.Verify(ctx, k, alg, digest, sig); ok || err != nil {
+					t.Errorf("Verify(%s) of a flipped signature = %v, %v", alg, ok, err)
+				}
+				if _, err := p.Verify(ctx, k, alg, digest[1:], sig); fault.Of(err) != fault.BadParameter {
+					t.Errorf("Verify(%s) of a short digest: err = %v, want BadParameter", alg, err)
+				}
 			}
 		})
 	}
