@@ -310,6 +310,7 @@ type Activate struct {
 	Quorum         int32                  `protobuf:"varint,3,opt,name=quorum,proto3" json:"quorum,omitempty"`
 	KekCheck       *KEKCheck              `protobuf:"bytes,4,opt,name=kek_check,json=kekCheck,proto3" json:"kek_check,omitempty"`
 	BackupKey      []byte                 `protobuf:"bytes,5,opt,name=backup_key,json=backupKey,proto3" json:"backup_key,omitempty"` // AES-256, wrapped under the domain KEK
+	KekLabel       string                 `protobuf:"bytes,6,opt,name=kek_label,json=kekLabel,proto3" json:"kek_label,omitempty"`    // the KEK's CKA_LABEL in every node's token
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -377,6 +378,13 @@ func (x *Activate) GetBackupKey() []byte {
 		return x.BackupKey
 	}
 	return nil
+}
+
+func (x *Activate) GetKekLabel() string {
+	if x != nil {
+		return x.KekLabel
+	}
+	return ""
 }
 
 // PutKeyVersion adds a version to a key (create, import, rotate, restore of a version), creating the key
@@ -1176,6 +1184,7 @@ type PoolRecord struct {
 	Quorum          int32                  `protobuf:"varint,10,opt,name=quorum,proto3" json:"quorum,omitempty"`
 	KekCheck        *KEKCheck              `protobuf:"bytes,11,opt,name=kek_check,json=kekCheck,proto3" json:"kek_check,omitempty"`
 	BackupKey       []byte                 `protobuf:"bytes,12,opt,name=backup_key,json=backupKey,proto3" json:"backup_key,omitempty"`
+	KekLabel        string                 `protobuf:"bytes,13,opt,name=kek_label,json=kekLabel,proto3" json:"kek_label,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1294,6 +1303,13 @@ func (x *PoolRecord) GetBackupKey() []byte {
 	return nil
 }
 
+func (x *PoolRecord) GetKekLabel() string {
+	if x != nil {
+		return x.KekLabel
+	}
+	return ""
+}
+
 // State is a snapshot: the pool and its keys, sorted by name.
 type State struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1376,14 +1392,15 @@ const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"\x10recoverable_days\x18\x03 \x01(\x05R\x0frecoverableDays\x12;\n" +
 	"\n" +
 	"principals\x18\x04 \x03(\v2\x1b.hsmpool.v1.PrincipalRecordR\n" +
-	"principals\"\xc2\x01\n" +
+	"principals\"\xdf\x01\n" +
 	"\bActivate\x12'\n" +
 	"\x0fsecurity_domain\x18\x01 \x01(\fR\x0esecurityDomain\x12#\n" +
 	"\rofficer_certs\x18\x02 \x03(\fR\fofficerCerts\x12\x16\n" +
 	"\x06quorum\x18\x03 \x01(\x05R\x06quorum\x121\n" +
 	"\tkek_check\x18\x04 \x01(\v2\x14.hsmpool.v1.KEKCheckR\bkekCheck\x12\x1d\n" +
 	"\n" +
-	"backup_key\x18\x05 \x01(\fR\tbackupKey\"x\n" +
+	"backup_key\x18\x05 \x01(\fR\tbackupKey\x12\x1b\n" +
+	"\tkek_label\x18\x06 \x01(\tR\bkekLabel\"x\n" +
 	"\rPutKeyVersion\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x120\n" +
 	"\aversion\x18\x02 \x01(\v2\x16.hsmpool.v1.KeyVersionR\aversion\x12!\n" +
@@ -1455,7 +1472,7 @@ const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x122\n" +
 	"\bversions\x18\x02 \x03(\v2\x16.hsmpool.v1.KeyVersionR\bversions\x12C\n" +
 	"\x0frotation_policy\x18\x03 \x01(\v2\x1a.hsmpool.v1.RotationPolicyR\x0erotationPolicy\x120\n" +
-	"\bdeletion\x18\x04 \x01(\v2\x14.hsmpool.v1.DeletionR\bdeletion\"\xb8\x03\n" +
+	"\bdeletion\x18\x04 \x01(\v2\x14.hsmpool.v1.DeletionR\bdeletion\"\xd5\x03\n" +
 	"\n" +
 	"PoolRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
@@ -1473,7 +1490,8 @@ const file_hsmpool_v1_state_proto_rawDesc = "" +
 	" \x01(\x05R\x06quorum\x121\n" +
 	"\tkek_check\x18\v \x01(\v2\x14.hsmpool.v1.KEKCheckR\bkekCheck\x12\x1d\n" +
 	"\n" +
-	"backup_key\x18\f \x01(\fR\tbackupKey\"^\n" +
+	"backup_key\x18\f \x01(\fR\tbackupKey\x12\x1b\n" +
+	"\tkek_label\x18\r \x01(\tR\bkekLabel\"^\n" +
 	"\x05State\x12*\n" +
 	"\x04pool\x18\x01 \x01(\v2\x16.hsmpool.v1.PoolRecordR\x04pool\x12)\n" +
 	"\x04keys\x18\x02 \x03(\v2\x15.hsmpool.v1.KeyRecordR\x04keysB7Z5github.com/hsmpool/hsmpool/proto/hsmpool/v1;hsmpoolv1b\x06proto3"
