@@ -1,0 +1,97 @@
+package pki
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+)
+
+// reloadInterval is how often, at most, [ServerTLS] looks at its files; tests shorten it.
+var reloadInterval = 10 * time.Second
+
+// modernCipherSuites are the TLS 1.2 suites offered: ECDHE with an AEAD only. TLS 1.3 suites
+// are not configurable and all acceptable. The list includes the suite HTTP/2 requires.
+var modernCipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+// ServerTLS returns a listener configuration serving the PEM pair in certFile (the leaf,
+// optionally followed by its chain) and keyFile: TLS 1.2 or later, ECDHE-AEAD suites only,
+// ALPN "h2" then "http/1.1". The pair must load now. Afterwards a handshake re-reads it when
+// either file has changed (looked at no more often than every 10 s), so certificates can be
+// rotated without a restart: replace both files, preferably each by an atomic rename. A pair
+// that fails to load, for example because only one file has been replaced so far, is logged
+// and the previous pair served until a later look succeeds.
+//
+// Callers add ClientAuth and ClientCAs (see [CertPool]) for mutual TLS.
+func ServerTLS(certFile, keyFile string) (*tls.Config, error) {
+	p := &keyPair{certFile: certFile, keyFile: keyFile, interval: reloadInterval}
+	if err := p.load(); err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		CipherSuites:   modernCipherSuites,
+		NextProtos:     []string{"h2", "http/1.1"},
+		GetCertificate: p.getCertificate,
+	}, nil
+}
+
+// keyPair is a certificate and key loaded from files and reloaded when they change.
+type keyPair struct {
+	certFile, keyFile string
+	interval          time.Duration
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	stamp   [2]os.FileInfo // of certFile and keyFile when cert was loaded
+	checked time.Time      // when the files were last looked at
+}
+
+// load reads the pair if it has never been read or either file has changed. It holds p.mu
+// or has p to itself.
+func (p *keyPair) load() error {
+	var stamp [2]os.FileInfo
+	for i, name := range []string{p.certFile, p.keyFile} {
+		fi, err := os.Stat(name)
+		if err != nil {
+			return fmt.Errorf("load tls key pair: %w", err)
+		}
+		stamp[i] = fi
+	}
+	if p.cert != nil && sameFile(stamp[0], p.stamp[0]) && sameFile(stamp[1], p.stamp[1]) {
+		return nil
+	}
+	c, err := tls.LoadX509KeyPair(p.certFile, p.keyFile)
+	if err != nil {
+		return fmt.Errorf("load tls key pair %s, %s: %w", p.certFile, p.keyFile, err)
+	}
+	p.cert, p.stamp = &c, stamp
+	return nil
+}
+
+// sameFile reports whether a and b describe the same, unmodified file.
+func sameFile(a, b os.FileInfo) bool {
+	return os.SameFile(a, b) && a.ModTime().Equal(b.ModTime()) && a.Size() == b.Size()
+}
+
+// getCertificate is the tls.Config.GetCertificate callback.
+func (p *keyPair) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now := time.Now(); now.Sub(p.checked) >= p.interval {
+		p.checked = now
+		if err := p.load(); err != nil {
+			slog.Warn("tls key pair reload failed; serving the previous pair", "err", err)
+		}
+	}
+	return p.cert, nil
+}
