@@ -1,16 +1,21 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
-	"regexp"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
 
 	"github.com/spf13/cobra"
-)
 
-// errDevNotImplemented is returned by "hsmpoold dev" until the embedded default lands.
-var errDevNotImplemented = errors.New("the embedded default (hsmpoold dev) is not implemented yet; see the README status table")
+	"github.com/hsmpool/hsmpool/internal/daemon"
+)
 
 // devOptions are the flags of "hsmpoold dev".
 type devOptions struct {
@@ -30,20 +35,16 @@ func defaultDevOptions() *devOptions {
 	}
 }
 
-// poolNameRE is the Azure Managed HSM naming rule, with the length (3-24) checked apart: letters, digits and single
-// hyphens, starting with a letter and ending with a letter or digit.
-var poolNameRE = regexp.MustCompile(`^[a-zA-Z](?:[a-zA-Z0-9]|-[a-zA-Z0-9])*$`)
-
 // validate checks the options; errors name the flag at fault.
 func (o *devOptions) validate() error {
 	if o.DataDir == "" {
 		return errors.New("--data-dir is required")
 	}
-	if _, _, err := net.SplitHostPort(o.Listen); err != nil {
-		return fmt.Errorf("--listen %q: want host:port: %w", o.Listen, err)
+	if _, port, err := net.SplitHostPort(o.Listen); err != nil || port == "" || port == "0" {
+		return fmt.Errorf("--listen %q: want host:port with a fixed port", o.Listen)
 	}
-	if len(o.Name) < 3 || len(o.Name) > 24 || !poolNameRE.MatchString(o.Name) {
-		return fmt.Errorf("--name %q: want 3-24 letters, digits and single hyphens, starting with a letter and ending with a letter or digit", o.Name)
+	if err := daemon.CheckName(o.Name); err != nil {
+		return fmt.Errorf("--name %w", err)
 	}
 	return nil
 }
@@ -54,25 +55,34 @@ func newDevCmd(opts *devOptions) *cobra.Command {
 		Use:   "dev --data-dir DIR [--listen HOST:PORT] [--name NAME]",
 		Short: "Run the embedded default: a single-node development pool on SoftHSM2",
 		Long: `dev runs the embedded default, a single-node pool that needs nothing but SoftHSM2.
-In --data-dir it creates a SoftHSM2 configuration and token, a self-signed CA and server
-certificate, a single-node Raft cluster and an administrator principal, then prints the
-URL, the CA path and how to authenticate.
+On first use it creates in --data-dir a SoftHSM2 configuration and token, a self-signed CA
+and server certificate, a single-node Raft cluster and an administrator principal whose
+credentials it writes to DIR/client.json (0600). It then serves, and prints the URL, the CA
+path and how to use the pool. Started again with the same --data-dir it resumes the same
+pool with its keys (--listen and --name are then taken from DIR/hsmpoold.json).
 
-The dev principal holds Managed HSM Administrator, Crypto Officer and Crypto User at "/",
-so that a first Azure SDK call works; production pools are created with "hsmpoold init".
-
-Not implemented yet: dev checks its flags and then fails.`,
+Until role assignments exist (the RBAC issue), the dev administrator may call everything.
+SIGINT or SIGTERM stops it gracefully.`,
 		Example: `  # Start a pool named contoso on https://127.0.0.1:8443 with its data in ./.data.
   hsmpoold dev --data-dir .data
 
   # Another name and port.
   hsmpoold dev --data-dir /tmp/fabrikam --name fabrikam --listen 127.0.0.1:9443`,
 		Args: cobra.NoArgs,
-		RunE: func(_ *cobra.Command, _ []string) error {
+		RunE: func(c *cobra.Command, _ []string) error {
 			if err := opts.validate(); err != nil {
 				return err
 			}
-			return errDevNotImplemented
+			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			log := newLogger(c.ErrOrStderr(), "info")
+			cfg, created, err := daemon.DevConfig(ctx, daemon.DevOptions{DataDir: opts.DataDir, Listen: opts.Listen, Name: opts.Name}, log)
+			if err != nil {
+				return err
+			}
+			return daemon.Run(ctx, cfg, newLogger(c.ErrOrStderr(), cfg.LogLevel), func(r daemon.Ready) {
+				printDev(c.OutOrStdout(), cfg, r, created)
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -80,4 +90,38 @@ Not implemented yet: dev checks its flags and then fails.`,
 	f.StringVar(&opts.Listen, "listen", opts.Listen, "host:port of the HTTPS listener")
 	f.StringVar(&opts.Name, "name", opts.Name, "pool name, served as https://NAME.managedhsm.localhost")
 	return cmd
+}
+
+func printDev(w io.Writer, cfg daemon.Config, r daemon.Ready, created bool) {
+	verb := "resumed"
+	if created {
+		verb = "created"
+	}
+	client := filepath.Join(cfg.DataDir, "client.json")
+	fmt.Fprintf(w, `hsmpool dev pool %q %s, serving on %s
+  URL:          %s   (also https://%s with challenge-resource verification off)
+  CA:           %s
+  credentials:  %s   (administrator; client secret inside, 0600)
+  tenant:       %s   authority host: %s
+
+Next steps:
+  export HSMPOOL_CLIENT_FILE=%s
+  hsmpool sd officer-keygen --out alice    # and bob, carol: the security officers
+  hsmpool sd download --cert alice.cer --cert bob.cer --cert carol.cer --quorum 2 -o sd.json
+  hsmpool key create k1 --kty EC-HSM --curve P-256
+Stop with Ctrl-C; run the same command again to resume this pool.
+`, cfg.Name, verb, r.Addr, r.URL, cfg.Listen, cfg.TLS.CAFile, client, cfg.TenantID, cfg.AuthorityHost, client)
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// serveCtx is the context of a serving command: cancelled by SIGINT or SIGTERM.
+func serveCtx(parent context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 }

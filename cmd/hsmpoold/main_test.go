@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"strings"
 	"testing"
 )
@@ -29,23 +28,14 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-// TestDevNotImplemented pins the placeholder behaviour of "hsmpoold dev"; it changes when the embedded default lands.
-func TestDevNotImplemented(t *testing.T) {
-	_, err := execute(t, "dev", "--data-dir", t.TempDir())
-	if !errors.Is(err, errDevNotImplemented) {
-		t.Fatalf("dev returned %v, want %v", err, errDevNotImplemented)
-	}
-}
-
 func TestDevFlags(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {
 		name    string
 		args    []string
-		wantErr string // substring; "" means errDevNotImplemented, i.e. the flags were accepted
+		wantErr string // substring
 	}{
-		{name: "defaults", args: []string{"--data-dir", dir}},
-		{name: "all flags", args: []string{"--data-dir", dir, "--listen", "127.0.0.1:9443", "--name", "fabrikam-01"}},
+		{name: "port zero", args: []string{"--data-dir", dir, "--listen", "127.0.0.1:0"}, wantErr: "--listen"},
 		{name: "no data dir", args: nil, wantErr: "--data-dir is required"},
 		{name: "listen without port", args: []string{"--data-dir", dir, "--listen", "127.0.0.1"}, wantErr: "--listen"},
 		{name: "name too short", args: []string{"--data-dir", dir, "--name", "ab"}, wantErr: "--name"},
@@ -57,12 +47,6 @@ func TestDevFlags(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := execute(t, append([]string{"dev"}, tt.args...)...)
-			if tt.wantErr == "" {
-				if !errors.Is(err, errDevNotImplemented) {
-					t.Fatalf("dev %v returned %v, want %v", tt.args, err, errDevNotImplemented)
-				}
-				return
-			}
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("dev %v returned %v, want an error containing %q", tt.args, err, tt.wantErr)
 			}
@@ -72,11 +56,11 @@ func TestDevFlags(t *testing.T) {
 
 func TestRunExitCodeAndPrefix(t *testing.T) {
 	var out, errOut bytes.Buffer
-	code := run([]string{"dev", "--data-dir", t.TempDir()}, &out, &errOut)
+	code := run([]string{"dev"}, &out, &errOut)
 	if code == 0 {
 		t.Errorf("run dev: exit code 0, want non-zero")
 	}
-	want := "hsmpoold: " + errDevNotImplemented.Error() + "\n"
+	want := "hsmpoold: --data-dir is required\n"
 	if errOut.String() != want {
 		t.Errorf("run dev: stderr %q, want %q", errOut.String(), want)
 	}

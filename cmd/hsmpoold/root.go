@@ -36,6 +36,8 @@ data directory, for development. It is what "make run" starts.`,
 	cmd.AddCommand(
 		newVersionCmd(opts),
 		newDevCmd(defaultDevOptions()),
+		newInitCmd(),
+		newServeCmd(),
 	)
 	return cmd
 }

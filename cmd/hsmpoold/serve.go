@@ -1,0 +1,132 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+
+	"github.com/hsmpool/hsmpool/internal/daemon"
+	"github.com/hsmpool/hsmpool/internal/hsm"
+)
+
+func newServeCmd() *cobra.Command {
+	var config string
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE",
+		Short: "Serve a pool node from its configuration file",
+		Long: `serve runs the node that "hsmpoold init" created, from DIR/hsmpoold.json. SIGINT or SIGTERM
+stops it gracefully: in-flight requests finish, then Raft and the HSM are closed.`,
+		Example: `  hsmpoold serve --config /var/lib/hsmpool/hsmpoold.json`,
+		Args:    cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if config == "" {
+				return errors.New("--config is required")
+			}
+			cfg, err := daemon.LoadConfig(config)
+			if err != nil {
+				return err
+			}
+			ctx, stop := serveCtx(c.Context())
+			defer stop()
+			return daemon.Run(ctx, cfg, newLogger(c.ErrOrStderr(), cfg.LogLevel), func(r daemon.Ready) {
+				fmt.Fprintf(c.OutOrStdout(), "serving %s on %s\n", r.URL, r.Addr)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&config, "config", "", "the node's configuration file (DIR/hsmpoold.json)")
+	return cmd
+}
+
+type initOptions struct {
+	cfg        daemon.Config
+	admin      string
+	clientFile string
+	slotID     int
+	tlsCert    string
+	tlsKey     string
+	caFile     string
+}
+
+func newInitCmd() *cobra.Command {
+	o := &initOptions{cfg: daemon.Default(), admin: "admin", slotID: -1}
+	cmd := &cobra.Command{
+		Use:   "init --name NAME --data-dir DIR --pin-file F (--token-label L | --slot-id N) --client-file F",
+		Short: "Create a pool: configuration, TLS, the first administrator and a single-node Raft cluster",
+		Long: `init creates a pool in --data-dir and writes DIR/hsmpoold.json for "hsmpoold serve".
+The node is bound to one PKCS#11 slot (module, token label or slot ID, PIN file); the token
+must exist and the PIN file must hold the user PIN. Without --tls-cert, init makes a CA and a
+server certificate for NAME.managedhsm.DNS_SUFFIX, localhost, 127.0.0.1 and ::1 in DIR/tls.
+The first administrator's credentials (client ID and secret, shown once) go to --client-file,
+0600. The pool then waits to be activated by a security-domain download.`,
+		Example: `  hsmpoold init --name contoso --data-dir /var/lib/hsmpool --pin-file /etc/hsmpool/pin \
+    --token-label hsmpool --client-file admin.json`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg := o.cfg
+			if o.clientFile == "" {
+				return errors.New("--client-file is required: the administrator's secret is written there once")
+			}
+			if cfg.DataDir == "" {
+				return errors.New("--data-dir is required")
+			}
+			dir, err := filepath.Abs(cfg.DataDir)
+			if err != nil {
+				return err
+			}
+			cfg.DataDir = dir
+			if o.slotID >= 0 {
+				s := uint(o.slotID)
+				cfg.HSM.SlotID = &s
+			}
+			if cfg.TenantID == "" {
+				cfg.TenantID = uuid.NewString()
+			}
+			if cfg.Raft.NodeID == "" {
+				cfg.Raft.NodeID = "node-" + uuid.NewString()[:8]
+			}
+			if cfg.AuthorityHost == "" {
+				cfg.AuthorityHost = "https://" + cfg.Listen
+			}
+			if o.tlsCert != "" || o.tlsKey != "" {
+				if o.tlsCert == "" || o.tlsKey == "" {
+					return errors.New("--tls-cert and --tls-key go together")
+				}
+				cfg.TLS = daemon.TLS{CertFile: o.tlsCert, KeyFile: o.tlsKey, CAFile: o.caFile}
+			}
+			ctx, stop := serveCtx(c.Context())
+			defer stop()
+			cfg, clients, err := daemon.Init(ctx, cfg, []string{o.admin}, newLogger(c.ErrOrStderr(), "warn"))
+			if err != nil {
+				return err
+			}
+			if err := daemon.WriteClient(o.clientFile, clients[0]); err != nil {
+				return fmt.Errorf("write --client-file (the pool exists; its administrator secret is lost: remove %s and init again): %w", cfg.DataDir, err)
+			}
+			fmt.Fprintf(c.OutOrStdout(), "created pool %q in %s\nstart it with: hsmpoold serve --config %s\nadministrator credentials: %s\n",
+				cfg.Name, cfg.DataDir, filepath.Join(cfg.DataDir, daemon.ConfigFile), o.clientFile)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.cfg.Name, "name", "", "pool name (3-24 letters, digits, hyphens)")
+	f.StringVar(&o.cfg.DataDir, "data-dir", "", "the node's data directory, created 0700")
+	f.StringVar(&o.cfg.Listen, "listen", o.cfg.Listen, "host:port of the HTTPS listener")
+	f.StringVar(&o.cfg.DNSSuffix, "dns-suffix", o.cfg.DNSSuffix, "the pool is https://NAME.managedhsm.DNS_SUFFIX")
+	f.StringVar(&o.cfg.AuthorityHost, "authority-host", "", "origin of the identity provider as clients use it (default https://LISTEN)")
+	f.StringVar(&o.cfg.TenantID, "tenant-id", "", "the pool's tenant UUID (default: a new one)")
+	f.StringVar(&o.cfg.HSM.Module, "pkcs11-module", hsm.DefaultModule, "PKCS#11 module")
+	f.StringVar(&o.cfg.HSM.TokenLabel, "token-label", "", "label of the node's token")
+	f.IntVar(&o.slotID, "slot-id", -1, "slot ID of the node's token (instead of --token-label)")
+	f.StringVar(&o.cfg.HSM.PINFile, "pin-file", "", "file holding the token's user PIN")
+	f.StringVar(&o.cfg.Raft.BindAddr, "raft-addr", o.cfg.Raft.BindAddr, "host:port of the Raft transport")
+	f.IntVar(&o.cfg.RecoverableDays, "recoverable-days", o.cfg.RecoverableDays, "soft-delete retention of keys, 7-90 days")
+	f.StringVar(&o.admin, "admin", o.admin, "display name of the first administrator")
+	f.StringVar(&o.clientFile, "client-file", "", "where to write the administrator's client.json (0600, must not exist)")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "server certificate chain (PEM); default: make a CA and a certificate")
+	f.StringVar(&o.tlsKey, "tls-key", "", "server private key (PEM)")
+	f.StringVar(&o.caFile, "tls-ca", "", "CA certificate clients should trust (for client.json)")
+	return cmd
+}

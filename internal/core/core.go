@@ -1,0 +1,258 @@
+// Package core holds the pool's use cases: the key lifecycle, the crypto operations and the
+// security domain, served as the gRPC API of proto/hsmpool/v1. It owns authentication,
+// authorization and validation, as interceptors in front of every call, so that the REST gateway,
+// which reaches the core only through gRPC, cannot bypass them.
+//
+// Writes follow one pattern: the core does the HSM work first (generate, wrap), proposes a
+// Command carrying the result through the Replicator, and answers from the replicated state once
+// the command is applied on this node, so a caller reads its own write at once. The state never
+// sees plaintext key material; the HSM never sees the state.
+package core
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/hsmpool/hsmpool/internal/auth"
+	"github.com/hsmpool/hsmpool/internal/fault"
+	"github.com/hsmpool/hsmpool/internal/hsm"
+	"github.com/hsmpool/hsmpool/internal/rpcerr"
+	"github.com/hsmpool/hsmpool/internal/secret"
+	pb "github.com/hsmpool/hsmpool/proto/hsmpool/v1"
+)
+
+// Replicator proposes a command to the pool's replicated log and returns once it is applied on
+// this node, with the error the state returned for it (nil on success).
+type Replicator interface {
+	Propose(ctx context.Context, cmd *pb.Command) error
+}
+
+// StateReader is what the core reads of the replicated state. Records it returns are shared and
+// must not be modified.
+type StateReader interface {
+	Pool() *pb.PoolRecord
+	Key(name string) (*pb.KeyRecord, error)
+	DeletedKey(name string) (*pb.KeyRecord, error)
+	Version(name, version string) (*pb.KeyRecord, *pb.KeyVersion, error)
+	List(deleted bool, after string, n int) ([]*pb.KeyRecord, bool)
+	Principal(objectID string) (*pb.PrincipalRecord, bool)
+	PrincipalByClientID(clientID string) (*pb.PrincipalRecord, bool)
+	DueRotations(now time.Time) []string
+	ExpiredDeletions(now time.Time) []string
+	KeyCount() (live, deleted int)
+	Index() uint64
+}
+
+// HSM is the crypto the core needs from its node's token.
+type HSM interface {
+	Generate(ctx context.Context, spec hsm.Spec, u hsm.Usage) (*hsm.Key, error)
+	Import(ctx context.Context, spec hsm.Spec, u hsm.Usage, m *hsm.Material) (*hsm.Key, error)
+	Wrap(ctx context.Context, kek *hsm.KEK, k *hsm.Key) ([]byte, error)
+	Unwrap(ctx context.Context, kek *hsm.KEK, blob []byte, spec hsm.Spec, u hsm.Usage, pub any) (*hsm.Key, error)
+	Sign(ctx context.Context, k *hsm.Key, alg hsm.Alg, value []byte) ([]byte, error)
+	Verify(ctx context.Context, k *hsm.Key, alg hsm.Alg, digest, sig []byte) (bool, error)
+	Encrypt(ctx context.Context, k *hsm.Key, alg hsm.Alg, plaintext, iv, aad []byte) (hsm.Ciphertext, error)
+	Decrypt(ctx context.Context, k *hsm.Key, alg hsm.Alg, ct hsm.Ciphertext, aad []byte) ([]byte, error)
+	WrapKey(ctx context.Context, k *hsm.Key, alg hsm.Alg, value []byte) ([]byte, error)
+	UnwrapKey(ctx context.Context, k *hsm.Key, alg hsm.Alg, wrapped []byte) ([]byte, error)
+	Random(ctx context.Context, n int) ([]byte, error)
+	ImportKEK(ctx context.Context, label string, value secret.Bytes) (*hsm.KEK, error)
+	FindKEK(ctx context.Context, label string) (*hsm.KEK, error)
+	NewKEKCheck(ctx context.Context, kek *hsm.KEK) (hsm.KEKCheck, error)
+	VerifyKEK(ctx context.Context, kek *hsm.KEK, c hsm.KEKCheck) error
+}
+
+// TokenValidator checks access tokens (auth.Issuer).
+type TokenValidator interface {
+	Validate(ctx context.Context, token string, audiences ...string) (auth.Claims, error)
+}
+
+// ClusterInfo reports this node's place in the cluster, for the status call.
+type ClusterInfo interface {
+	NodeID() string
+	RaftState() string
+	IsLeader() bool
+}
+
+// Config wires a Core.
+type Config struct {
+	HSM        HSM
+	Cache      *hsm.Cache
+	Replicator Replicator
+	State      StateReader
+	Tokens     TokenValidator
+	Cluster    ClusterInfo
+	// Audiences are the token audiences the data plane accepts: its resource(s).
+	Audiences []string
+	// Now is the clock; nil: time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Core implements the gRPC services. Create it with New and register it with Register.
+type Core struct {
+	hsm    HSM
+	cache  *hsm.Cache
+	repl   Replicator
+	st     StateReader
+	tokens TokenValidator
+	clu    ClusterInfo
+	aud    []string
+	now    func() time.Time
+	log    *slog.Logger
+
+	kek      atomic.Pointer[hsm.KEK]
+	activate sync.Mutex // one activation at a time
+}
+
+// New checks cfg and returns a Core. Call Resume before serving.
+func New(cfg Config) (*Core, error) {
+	if cfg.HSM == nil || cfg.Cache == nil || cfg.Replicator == nil || cfg.State == nil || cfg.Tokens == nil || cfg.Cluster == nil {
+		return nil, errors.New("core: HSM, Cache, Replicator, State, Tokens and Cluster are required")
+	}
+	if len(cfg.Audiences) == 0 {
+		return nil, errors.New("core: at least one audience is required")
+	}
+	c := &Core{hsm: cfg.HSM, cache: cfg.Cache, repl: cfg.Replicator, st: cfg.State, tokens: cfg.Tokens,
+		clu: cfg.Cluster, aud: cfg.Audiences, now: cfg.Now, log: cfg.Logger}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}
+
+// Register registers the core's services on s. The server must be built with Interceptor.
+func (c *Core) Register(s grpc.ServiceRegistrar) {
+	pb.RegisterKeysServer(s, &keysServer{c: c})
+	pb.RegisterSecurityDomainServer(s, &sdServer{c: c})
+	pb.RegisterPoolServer(s, &poolServer{c: c})
+}
+
+// Resume finds the domain KEK of an activated pool in this node's token and checks it against
+// the pool's KEK check record, so that a token whose KEK was replaced is refused at start-up
+// rather than producing keys no other node can use. On a pool not yet activated it does nothing.
+func (c *Core) Resume(ctx context.Context) error {
+	p := c.st.Pool()
+	if p == nil || !p.Activated {
+		return nil
+	}
+	kek, err := c.hsm.FindKEK(ctx, p.KekLabel)
+	if err != nil {
+		return fmt.Errorf("find the domain KEK %q in this node's token: %w", p.KekLabel, err)
+	}
+	chk := p.KekCheck
+	if err := c.hsm.VerifyKEK(ctx, kek, hsm.KEKCheck{Blob: chk.GetBlob(), IV: chk.GetIv(), Ciphertext: chk.GetCiphertext(), Tag: chk.GetTag()}); err != nil {
+		return fmt.Errorf("the domain KEK in this node's token does not match the pool's security domain: %w", err)
+	}
+	c.kek.Store(kek)
+	return nil
+}
+
+// caller is the authenticated principal of a call.
+type caller struct {
+	claims auth.Claims
+	name   string
+}
+
+type callerKey struct{}
+
+// public methods need no token: the readiness probe.
+var public = map[string]bool{
+	pb.Pool_GetStatus_FullMethodName: true,
+}
+
+// Interceptor authenticates and authorizes every call, validates its request, and turns errors
+// into statuses with Azure codes. Until role assignments exist only the pool's administrators
+// may call anything.
+func (c *Core) Interceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := c.now()
+	reqID := firstMD(ctx, "x-ms-request-id")
+	resp, err := c.intercept(ctx, req, info, handler)
+	if err != nil {
+		k := fault.Of(err)
+		lvl := slog.LevelDebug
+		if k == fault.Internal || k == fault.HSMFailure {
+			lvl = slog.LevelError
+		}
+		c.log.Log(ctx, lvl, "call failed", "method", info.FullMethod, "request_id", reqID, "kind", k.String(), "err", err, "duration", c.now().Sub(start))
+		return nil, rpcerr.Status(err)
+	}
+	return resp, nil
+}
+
+func (c *Core) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if !public[info.FullMethod] {
+		who, err := c.authenticate(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ctx = context.WithValue(ctx, callerKey{}, who)
+		if err := validate(req); err != nil {
+			return nil, err
+		}
+		if strings.HasPrefix(info.FullMethod, "/"+pb.Keys_ServiceDesc.ServiceName+"/") && c.kek.Load() == nil {
+			return nil, &rpcerr.Error{Kind: fault.Conflict, Code: "Conflict", Inner: "PoolNotActivated",
+				Msg: "the pool is not activated: download its security domain first (hsmpool sd download, or az keyvault security-domain download)"}
+		}
+	}
+	return handler(ctx, req)
+}
+
+func (c *Core) authenticate(ctx context.Context) (caller, error) {
+	h := firstMD(ctx, "authorization")
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return caller{}, rpcerr.New(fault.Unauthorized, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token.")
+	}
+	claims, err := c.tokens.Validate(ctx, strings.TrimSpace(token), c.aud...)
+	if err != nil {
+		return caller{}, rpcerr.New(fault.Unauthorized, "Unauthorized", "AKV10022: Invalid token: %v", err)
+	}
+	p, ok := c.st.Principal(claims.ObjectID)
+	if !ok {
+		return caller{}, rpcerr.New(fault.Unauthorized, "Unauthorized", "AKV10032: the token's principal %s does not exist in this pool", claims.ObjectID)
+	}
+	if !p.Administrator {
+		return caller{}, rpcerr.New(fault.Forbidden, "Forbidden", "the caller %s (%s) is not an administrator of this pool; until role assignments exist only administrators may call it", p.DisplayName, p.ObjectId)
+	}
+	return caller{claims: claims, name: p.DisplayName}, nil
+}
+
+func firstMD(ctx context.Context, key string) string {
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(key); len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+// propose sends one command with a fresh ID and the current time.
+func (c *Core) propose(ctx context.Context, now time.Time, cmd *pb.Command) error {
+	cmd.Id = newID()
+	cmd.Time = now.Unix()
+	return c.repl.Propose(ctx, cmd)
+}
+
+// newID returns 32 lowercase hex digits: the form of Azure key versions.
+func newID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return hex.EncodeToString(b[:])
+}

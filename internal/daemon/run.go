@@ -1,0 +1,219 @@
+package daemon
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/hsmpool/hsmpool/internal/auth"
+	"github.com/hsmpool/hsmpool/internal/cluster"
+	"github.com/hsmpool/hsmpool/internal/core"
+	"github.com/hsmpool/hsmpool/internal/fsm"
+	"github.com/hsmpool/hsmpool/internal/gateway"
+	"github.com/hsmpool/hsmpool/internal/hsm"
+	"github.com/hsmpool/hsmpool/internal/pki"
+	"github.com/hsmpool/hsmpool/internal/state"
+	pb "github.com/hsmpool/hsmpool/proto/hsmpool/v1"
+)
+
+// Paths inside the data directory.
+const (
+	raftDir    = "raft"
+	runDir     = "run"
+	socketName = "core.sock"
+	signerFile = "identity/token-signing.pem"
+	cacheSize  = 4096 // unwrapped key handles kept per node
+)
+
+// shutdownGrace bounds how long in-flight requests may take once shutdown starts.
+var shutdownGrace = 30 * time.Second
+
+// Ready describes a node that serves.
+type Ready struct {
+	URL      string // the pool's URL
+	Addr     string // the listener's actual address
+	Resource string
+}
+
+// Run serves the node described by cfg until ctx ends, then shuts down gracefully: the listener
+// stops accepting, in-flight requests finish (for up to 30 s), and the gRPC server, Raft and the
+// HSM are closed in that order. ready, if not nil, is called once the node serves.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (err error) {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if cfg.SoftHSMConf != "" {
+		os.Setenv("SOFTHSM2_CONF", cfg.SoftHSMConf)
+	}
+	var closers []func() error
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			err = errors.Join(err, closers[i]())
+		}
+	}()
+
+	pool, err := hsm.Open(ctx, cfg.HSM)
+	if err != nil {
+		return fmt.Errorf("open the HSM: %w", err)
+	}
+	closers = append(closers, pool.Close)
+
+	st := state.New()
+	node, err := openCluster(ctx, cfg, st, log, false)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, node.Close)
+	if err := node.WaitLeader(ctx); err != nil {
+		return fmt.Errorf("wait for a Raft leader: %w", err)
+	}
+	if err := node.Barrier(ctx); err != nil {
+		return fmt.Errorf("catch up with the Raft log: %w", err)
+	}
+	if st.Pool() == nil {
+		return fmt.Errorf("the Raft log of %s holds no pool: was it created with hsmpoold init?", cfg.DataDir)
+	}
+
+	signer, err := loadSigner(filepath.Join(cfg.DataDir, signerFile))
+	if err != nil {
+		return err
+	}
+	issuer, err := auth.NewIssuer(auth.IssuerConfig{AuthorityHost: cfg.AuthorityHost, TenantID: cfg.TenantID, Signer: signer,
+		Logger: log.With("component", "identity")}, core.NewDirectory(st))
+	if err != nil {
+		return err
+	}
+	c, err := core.New(core.Config{HSM: pool, Cache: hsm.NewCache(cacheSize), Replicator: replicator{node}, State: st,
+		Tokens: issuer, Cluster: clusterInfo{node}, Audiences: []string{cfg.Resource()}, Logger: log.With("component", "core")})
+	if err != nil {
+		return err
+	}
+	if err := c.Resume(ctx); err != nil {
+		return err
+	}
+
+	// The gateway reaches the core only through gRPC, over a socket in the 0700 run directory.
+	sock := filepath.Join(cfg.DataDir, runDir, socketName)
+	if err := os.MkdirAll(filepath.Dir(sock), 0o700); err != nil {
+		return err
+	}
+	_ = os.Remove(sock)
+	lis, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("listen on the core's socket: %w", err)
+	}
+	gs := grpc.NewServer(grpc.UnaryInterceptor(c.Interceptor), grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)+(1<<20)))
+	c.Register(gs)
+	go gs.Serve(lis)
+	closers = append(closers, func() error { gs.GracefulStop(); return nil })
+
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(int(cfg.MaxBodyBytes)+(1<<20)), grpc.MaxCallSendMsgSize(int(cfg.MaxBodyBytes)+(1<<20))))
+	if err != nil {
+		return err
+	}
+	closers = append(closers, conn.Close)
+
+	gw, err := gateway.New(gateway.Config{
+		Keys: pb.NewKeysClient(conn), SecurityDomain: pb.NewSecurityDomainClient(conn), Pool: pb.NewPoolClient(conn),
+		Identity: issuer.Handler(), OwnsIdentity: issuer.Owns, Challenge: issuer.Challenge, Resource: cfg.Resource(),
+		MaxBodyBytes: cfg.MaxBodyBytes, Logger: log.With("component", "gateway"),
+	})
+	if err != nil {
+		return err
+	}
+	tlsCfg, err := pki.ServerTLS(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	hl, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{Handler: gw, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	served := make(chan error, 1)
+	go func() { served <- srv.ServeTLS(hl, "", "") }()
+
+	hk, stopHK := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHK()
+	go c.RunHousekeeping(hk, time.Minute)
+
+	log.Info("serving", "url", cfg.URL(), "listen", hl.Addr().String(), "node", cfg.Raft.NodeID)
+	if ready != nil {
+		ready(Ready{URL: cfg.URL(), Addr: hl.Addr().String(), Resource: cfg.Resource()})
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		return fmt.Errorf("the HTTPS server stopped: %w", err)
+	}
+	log.Info("shutting down: finishing in-flight requests")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	stopHK()
+	return srv.Shutdown(sctx)
+}
+
+func openCluster(ctx context.Context, cfg Config, st *state.State, log *slog.Logger, bootstrap bool) (*cluster.Node, error) {
+	cc := cluster.Default()
+	cc.NodeID = cfg.Raft.NodeID
+	cc.DataDir = filepath.Join(cfg.DataDir, raftDir)
+	cc.BindAddr = cfg.Raft.BindAddr
+	cc.Logger = log.With("component", "raft")
+	n, err := cluster.Open(ctx, cc, fsm.New(st, log.With("component", "fsm")), bootstrap)
+	if err != nil {
+		return nil, fmt.Errorf("open the Raft node: %w", err)
+	}
+	return n, nil
+}
+
+type replicator struct{ n *cluster.Node }
+
+func (r replicator) Propose(ctx context.Context, cmd *pb.Command) error {
+	b, err := fsm.Encode(cmd)
+	if err != nil {
+		return err
+	}
+	_, err = r.n.Apply(ctx, b)
+	return err
+}
+
+type clusterInfo struct{ n *cluster.Node }
+
+func (c clusterInfo) NodeID() string    { return c.n.Status().NodeID }
+func (c clusterInfo) RaftState() string { return c.n.Status().State.String() }
+func (c clusterInfo) IsLeader() bool    { return c.n.Status().State == cluster.Leader }
+
+func loadSigner(path string) (crypto.Signer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("the token-signing key: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("%s: no PEM block", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	ec, ok := k.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: want an ECDSA P-256 key", path)
+	}
+	return ec, nil
+}
