@@ -289,6 +289,20 @@ func TestKeysEveryTypeAndAlgorithm(t *testing.T) {
 		}
 		_, err = c.WrapKey(ctx, name, "", azkeys.KeyOperationParameters{Algorithm: to.Ptr(azkeys.EncryptionAlgorithm(other)), Value: cek}, nil)
 		respErr(t, err, http.StatusBadRequest, "BadParameter")
+		for _, alg := range []azkeys.EncryptionAlgorithm{azkeys.EncryptionAlgorithmCKMAESKEYWRAP, azkeys.EncryptionAlgorithmCKMAESKEYWRAPPAD} {
+			in := cek
+			if alg == azkeys.EncryptionAlgorithmCKMAESKEYWRAPPAD {
+				in = cek[:20] // not a multiple of 8: RFC 5649 padding
+			}
+			w, err := c.WrapKey(ctx, name, "", azkeys.KeyOperationParameters{Algorithm: to.Ptr(alg), Value: in}, nil)
+			if err != nil {
+				t.Fatalf("%s %s: %v", name, alg, err)
+			}
+			u, err := c.UnwrapKey(ctx, name, "", azkeys.KeyOperationParameters{Algorithm: to.Ptr(alg), Value: w.Result}, nil)
+			if err != nil || !bytes.Equal(u.Result, in) {
+				t.Errorf("%s %s unwrap: %v", name, alg, err)
+			}
+		}
 		if bits == 256 {
 			res, err := c.Sign(ctx, name, "", azkeys.SignParameters{Algorithm: to.Ptr(azkeys.SignatureAlgorithm("HS256")), Value: msg}, nil)
 			if err != nil {
