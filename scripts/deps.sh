@@ -4,7 +4,8 @@
 #   scripts/deps.sh           everything make test needs (make deps, make test):
 #                               SoftHSM2: softhsm2-util and /usr/lib/softhsm/libsofthsm2.so (softhsm2);
 #                               the Azure CLI, az (azure-cli), and openssl (openssl), for the security-domain
-#                               interoperability test, test/azcli_test.go
+#                               interoperability test, test/azcli_test.go; Node.js and npm (nodejs, npm) for the
+#                               JS SDK smoke test, test/js_test.go, when the machine has no node
 #   scripts/deps.sh softhsm   SoftHSM2 only (make run, make bench)
 #   scripts/deps.sh protoc    protoc from protobuf-compiler, plus libprotobuf-dev for the well-known types
 #                             (google/protobuf/timestamp.proto, ...), which Debian does not ship with protoc
@@ -24,18 +25,21 @@ declare -A dep_name=(
 	[az]="the Azure CLI"
 	[openssl]="OpenSSL"
 	[protoc]="protoc with the well-known types"
+	[node]="Node.js and npm"
 )
 declare -A dep_packages=(
 	[softhsm]="softhsm2"
 	[az]="azure-cli"
 	[openssl]="openssl"
 	[protoc]="protobuf-compiler libprotobuf-dev"
+	[node]="nodejs npm"
 )
 declare -A dep_broken=(
 	[softhsm]="softhsm2-util or $softhsm_module is still missing"
 	[az]="az is still not on PATH"
 	[openssl]="openssl is still not on PATH"
 	[protoc]="protoc still fails to import google/protobuf/timestamp.proto"
+	[node]="node or npm is still not on PATH"
 )
 
 # have_softhsm reports whether both the SoftHSM2 tool and the PKCS#11 module the tests load are installed.
@@ -52,6 +56,12 @@ have_az() {
 # have_openssl reports whether the openssl command is on PATH.
 have_openssl() {
 	command -v openssl >/dev/null 2>&1
+}
+
+# have_node reports whether node and npm are on PATH (any version from 18 on works for the smoke test; a machine's
+# own newer Node is kept).
+have_node() {
+	command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1
 }
 
 # have_protoc reports whether protoc is installed and finds the well-known types on its own, as it does when they are
@@ -127,7 +137,7 @@ ensure() {
 }
 
 case "${1:-test}" in
-test) ensure softhsm az openssl ;;
+test) ensure softhsm az openssl node ;;
 softhsm) ensure softhsm ;;
 protoc) ensure protoc ;;
 *)

@@ -52,7 +52,7 @@ func requireTool(t *testing.T, name, pkg string) string {
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("%s is not on PATH (Debian package %s); make deps installs it (scripts/deps.sh): %v", name, pkg, err)
 	}
-	t.Skipf("skipping the Azure CLI interoperability test: %s is not on PATH (Debian package %s); make deps installs it", name, pkg)
+	t.Skipf("skipping: %s is not on PATH (Debian package %s); make deps installs it", name, pkg)
 	return ""
 }
 
