@@ -154,6 +154,7 @@ func TestKeysEveryTypeAndAlgorithm(t *testing.T) {
 			case azkeys.EncryptionAlgorithmRSAOAEP256:
 				local, err = rsa.EncryptOAEP(sha256.New(), rand.Reader, pub, msg, nil)
 			default:
+				//lint:ignore SA1019 RSA1_5 is an Azure algorithm the pool must serve; this checks interoperability.
 				local, err = rsa.EncryptPKCS1v15(rand.Reader, pub, msg)
 			}
 			if err != nil {
@@ -211,7 +212,10 @@ func TestKeysEveryTypeAndAlgorithm(t *testing.T) {
 			t.Fatalf("%s sign: %v", name, err)
 		}
 		if cv.go_ != nil {
-			pub := &ecdsa.PublicKey{Curve: cv.go_, X: new(big.Int).SetBytes(k.Key.X), Y: new(big.Int).SetBytes(k.Key.Y)}
+			pub, err := ecdsa.ParseUncompressedPublicKey(cv.go_, append(append([]byte{4}, k.Key.X...), k.Key.Y...))
+			if err != nil {
+				t.Fatalf("%s: the returned x, y: %v", name, err)
+			}
 			half := len(res.Result) / 2
 			if !ecdsa.Verify(pub, d, new(big.Int).SetBytes(res.Result[:half]), new(big.Int).SetBytes(res.Result[half:])) {
 				t.Errorf("%s: Go does not verify the signature", name)
@@ -550,11 +554,18 @@ func TestRestartAndNoPlaintextOnDisk(t *testing.T) {
 	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	aesKey := make([]byte, 32)
 	rand.Read(aesKey)
-	ecD := ecKey.D.FillBytes(make([]byte, 32))
+	ecPub, err := ecKey.PublicKey.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecD, err := ecKey.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
 	imports := map[string]*azkeys.JSONWebKey{
 		"rsa-known": {Kty: to.Ptr(azkeys.KeyTypeRSA), N: rsaKey.N.Bytes(), E: big.NewInt(int64(rsaKey.E)).Bytes(), D: rsaKey.D.Bytes(),
 			P: rsaKey.Primes[0].Bytes(), Q: rsaKey.Primes[1].Bytes(), DP: rsaKey.Precomputed.Dp.Bytes(), DQ: rsaKey.Precomputed.Dq.Bytes(), QI: rsaKey.Precomputed.Qinv.Bytes()},
-		"ec-known":  {Kty: to.Ptr(azkeys.KeyTypeEC), Crv: to.Ptr(azkeys.CurveNameP256), D: ecD, X: ecKey.X.FillBytes(make([]byte, 32)), Y: ecKey.Y.FillBytes(make([]byte, 32))},
+		"ec-known":  {Kty: to.Ptr(azkeys.KeyTypeEC), Crv: to.Ptr(azkeys.CurveNameP256), D: ecD, X: ecPub[1:33], Y: ecPub[33:]},
 		"aes-known": {Kty: to.Ptr(azkeys.KeyTypeOctHSM), K: aesKey},
 	}
 	for name, jwk := range imports {

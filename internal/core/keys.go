@@ -67,21 +67,17 @@ func publicProto(pub any) (*pb.PublicKey, error) {
 	case *rsa.PublicKey:
 		return &pb.PublicKey{N: k.N.Bytes(), E: big.NewInt(int64(k.E)).Bytes()}, nil
 	case *ecdsa.PublicKey:
-		size := (k.Curve.Params().BitSize + 7) / 8
-		return &pb.PublicKey{Crv: crvName(k.Curve.Params().Name), X: k.X.FillBytes(make([]byte, size)), Y: k.Y.FillBytes(make([]byte, size))}, nil
+		u, err := k.Bytes() // 0x04 || X || Y, each coordinate at the curve's size
+		if err != nil {
+			return nil, err
+		}
+		size := (len(u) - 1) / 2
+		return &pb.PublicKey{Crv: k.Curve.Params().Name, X: u[1 : 1+size], Y: u[1+size:]}, nil
 	case *secp256k1.PublicKey:
 		u := k.SerializeUncompressed()
 		return &pb.PublicKey{Crv: "P-256K", X: u[1:33], Y: u[33:65]}, nil
 	}
 	return nil, fmt.Errorf("unexpected public key type %T", pub)
-}
-
-func crvName(goName string) string {
-	switch goName {
-	case "P-256", "P-384", "P-521":
-		return goName
-	}
-	return goName
 }
 
 // publicKey is the inverse of publicProto, for Unwrap's pair check and for local verify.
@@ -104,7 +100,7 @@ func publicKey(v *pb.KeyVersion) (any, error) {
 		if !ok {
 			return nil, fmt.Errorf("stored curve %q unknown", v.Crv)
 		}
-		return &ecdsa.PublicKey{Curve: c, X: new(big.Int).SetBytes(p.GetX()), Y: new(big.Int).SetBytes(p.GetY())}, nil
+		return ecdsa.ParseUncompressedPublicKey(c, append(append([]byte{4}, p.GetX()...), p.GetY()...))
 	}
 	return nil, nil
 }
