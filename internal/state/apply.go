@@ -31,7 +31,8 @@ type change struct {
 // refused it. It uses nothing but cmd and the state (Command.time is the only clock), so every
 // node returns the same result and reaches the same state. A refused command changes nothing
 // except Index, which becomes idx either way. Apply never panics on a malformed command: a nil
-// cmd, a missing operation, or a missing field is a fault.BadParameter error.
+// cmd, a missing operation or a missing field is refused (BadParameter, or not found when the
+// missing field is a name).
 //
 // Apply does not keep cmd or anything it points to: what it stores is cloned, so the caller may
 // reuse cmd.
@@ -66,30 +67,48 @@ func (s *State) plan(cmd *pb.Command) (change, error) {
 		return change{}, errBadParameter("the command time %d is before 1970", cmd.Time)
 	}
 	t := cmd.Time
+	// Each case checks op for nil: a Command built in Go (not decoded) may hold a typed nil.
 	switch op := cmd.Op.(type) {
 	case *pb.Command_InitPool:
-		return s.initPool(t, op.InitPool)
+		if op != nil {
+			return s.initPool(t, op.InitPool)
+		}
 	case *pb.Command_Activate:
-		return s.activate(t, op.Activate)
+		if op != nil {
+			return s.activate(t, op.Activate)
+		}
 	case *pb.Command_PutKeyVersion:
-		return s.putKeyVersion(t, op.PutKeyVersion)
+		if op != nil {
+			return s.putKeyVersion(t, op.PutKeyVersion)
+		}
 	case *pb.Command_UpdateKeyVersion:
-		return s.updateKeyVersion(t, op.UpdateKeyVersion)
+		if op != nil {
+			return s.updateKeyVersion(t, op.UpdateKeyVersion)
+		}
 	case *pb.Command_DeleteKey:
-		return s.deleteKey(t, op.DeleteKey)
+		if op != nil {
+			return s.deleteKey(t, op.DeleteKey)
+		}
 	case *pb.Command_RecoverKey:
-		return s.recoverKey(op.RecoverKey)
+		if op != nil {
+			return s.recoverKey(op.RecoverKey)
+		}
 	case *pb.Command_PurgeKey:
-		return s.purgeKey(op.PurgeKey)
+		if op != nil {
+			return s.purgeKey(op.PurgeKey)
+		}
 	case *pb.Command_RestoreKey:
-		return s.restoreKey(op.RestoreKey)
+		if op != nil {
+			return s.restoreKey(op.RestoreKey)
+		}
 	case *pb.Command_SetRotationPolicy:
-		return s.setRotationPolicy(t, op.SetRotationPolicy)
-	default:
-		// An op this node does not know (nil here, with the bytes kept as unknown fields)
-		// comes from a newer proposer; docs/state.md says why that must not happen.
-		return change{}, errBadParameter("the command has no operation this node knows")
+		if op != nil {
+			return s.setRotationPolicy(t, op.SetRotationPolicy)
+		}
 	}
+	// An op this node does not know (nil here, with the bytes kept as unknown fields) comes
+	// from a newer proposer; docs/state.md says why that must not happen.
+	return change{}, errBadParameter("the command has no operation this node knows")
 }
 
 func (s *State) initPool(t int64, op *pb.InitPool) (change, error) {

@@ -3,6 +3,7 @@ package state
 import (
 	"bytes"
 	"maps"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -600,5 +601,25 @@ func TestApplyKeepsRecords(t *testing.T) {
 	}
 	if !proto.Equal(heldPool, wantPool) {
 		t.Errorf("the held pool record changed")
+	}
+}
+
+// TestApplyTypedNilOperation covers Commands built in Go whose oneof holds a typed nil: a
+// decoded command never does, but Apply must not panic on one.
+func TestApplyTypedNilOperation(t *testing.T) {
+	ops := []any{
+		(*pb.Command_InitPool)(nil), (*pb.Command_Activate)(nil), (*pb.Command_PutKeyVersion)(nil),
+		(*pb.Command_UpdateKeyVersion)(nil), (*pb.Command_DeleteKey)(nil), (*pb.Command_RecoverKey)(nil),
+		(*pb.Command_PurgeKey)(nil), (*pb.Command_RestoreKey)(nil), (*pb.Command_SetRotationPolicy)(nil),
+	}
+	for _, op := range ops {
+		s := newActive(t)
+		before := snap(t, s)
+		c := &pb.Command{Time: t0}
+		reflect.ValueOf(c).Elem().FieldByName("Op").Set(reflect.ValueOf(op))
+		checkErr(t, s.Apply(9, c), badParameter("the command has no operation this node knows"))
+		if !bytes.Equal(snap(t, s), before) {
+			t.Errorf("%T changed the state", op)
+		}
 	}
 }

@@ -189,7 +189,13 @@ func indexPrincipals(ps []*pb.PrincipalRecord) (byClient, byObject map[string]*p
 // setKey stores rec under name (rec nil: removes the name) and keeps the sorted name lists in
 // step. The caller holds mu for writing.
 func (s *State) setKey(name string, rec *pb.KeyRecord) {
-	if old := s.keys[name]; old != nil {
+	old := s.keys[name]
+	if old != nil && rec != nil && (old.Deletion == nil) == (rec.Deletion == nil) {
+		// Same name, same list: only the record changes (most commands).
+		s.keys[name] = rec
+		return
+	}
+	if old != nil {
 		if old.Deletion == nil {
 			s.live = removeName(s.live, name)
 		} else {
