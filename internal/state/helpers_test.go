@@ -122,11 +122,21 @@ func newActive(tb testing.TB) *State {
 	return s
 }
 
+// snap is the snapshot of s without its Raft index, which every command advances, refused or
+// not: the bytes of the model alone.
 func snap(tb fataler, s *State) []byte {
 	tb.Helper()
 	b, err := s.MarshalSnapshot()
 	if err != nil {
 		tb.Fatalf("MarshalSnapshot: %v", err)
+	}
+	var st pb.State
+	if err := proto.Unmarshal(b, &st); err != nil {
+		tb.Fatalf("unmarshal snapshot: %v", err)
+	}
+	st.AppliedIndex = 0
+	if b, err = (proto.MarshalOptions{Deterministic: true}).Marshal(&st); err != nil {
+		tb.Fatalf("marshal snapshot: %v", err)
 	}
 	return b
 }

@@ -18,7 +18,7 @@ import (
 // so marshalling them afterwards, while Apply goes on, still writes the state as it was.
 func (s *State) MarshalSnapshot() ([]byte, error) {
 	s.mu.RLock()
-	st := &pb.State{Pool: s.pool, Keys: make([]*pb.KeyRecord, 0, len(s.keys))}
+	st := &pb.State{Pool: s.pool, Keys: make([]*pb.KeyRecord, 0, len(s.keys)), AppliedIndex: s.index}
 	// Merge the two sorted name lists into one sorted list.
 	live, deleted := s.live, s.deleted
 	for len(live) > 0 || len(deleted) > 0 {
@@ -43,7 +43,7 @@ func (s *State) MarshalSnapshot() ([]byte, error) {
 }
 
 // RestoreSnapshot replaces the whole state with the one b holds (as MarshalSnapshot writes
-// it) and sets the index to 0. It refuses, with a fault.Internal error and the state unchanged,
+// it), including the index of its last command. It refuses, with a fault.Internal error and the state unchanged,
 // bytes that do not decode or a state that breaks an invariant Apply keeps: two keys with one
 // name, a key without a name or versions, a version without an ID or twice, principals that
 // share an ID. Fields this node does not know (at any depth) are kept and written back by
@@ -81,7 +81,7 @@ func (s *State) RestoreSnapshot(b []byte) error {
 	defer s.applyMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.index, s.pool, s.keys = 0, st.Pool, keys
+	s.index, s.pool, s.keys = st.AppliedIndex, st.Pool, keys
 	s.live, s.deleted = live, deleted
 	s.byClient, s.byObject = byClient, byObject
 	s.unknown = st.ProtoReflect().GetUnknown()

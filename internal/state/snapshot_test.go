@@ -62,15 +62,19 @@ func TestSnapshotRoundTrip(t *testing.T) {
 
 	r := newActive(t)
 	mustApply(t, r, put(t0, "stale", "1")) // RestoreSnapshot must replace everything
-	if err := r.RestoreSnapshot(b); err != nil {
+	raw, err := s.MarshalSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RestoreSnapshot(raw); err != nil {
 		t.Fatal(err)
 	}
 	if got := snap(t, r); !bytes.Equal(got, b) {
 		t.Fatal("MarshalSnapshot after RestoreSnapshot differs")
 	}
 	checkInvariants(t, r)
-	if r.Index() != 0 {
-		t.Errorf("Index() after restore = %d, want 0", r.Index())
+	if r.Index() != s.Index() || s.Index() == 0 {
+		t.Errorf("Index() after restore = %d, want %d", r.Index(), s.Index())
 	}
 	if !proto.Equal(r.Pool(), s.Pool()) {
 		t.Errorf("pool %v, want %v", r.Pool(), s.Pool())

@@ -1315,6 +1315,7 @@ type State struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Pool          *PoolRecord            `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
 	Keys          []*KeyRecord           `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	AppliedIndex  uint64                 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"` // the Raft index of the last command in the snapshot
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1361,6 +1362,13 @@ func (x *State) GetKeys() []*KeyRecord {
 		return x.Keys
 	}
 	return nil
+}
+
+func (x *State) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
 }
 
 var File_hsmpool_v1_state_proto protoreflect.FileDescriptor
@@ -1491,10 +1499,11 @@ const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"\tkek_check\x18\v \x01(\v2\x14.hsmpool.v1.KEKCheckR\bkekCheck\x12\x1d\n" +
 	"\n" +
 	"backup_key\x18\f \x01(\fR\tbackupKey\x12\x1b\n" +
-	"\tkek_label\x18\r \x01(\tR\bkekLabel\"^\n" +
+	"\tkek_label\x18\r \x01(\tR\bkekLabel\"\x83\x01\n" +
 	"\x05State\x12*\n" +
 	"\x04pool\x18\x01 \x01(\v2\x16.hsmpool.v1.PoolRecordR\x04pool\x12)\n" +
-	"\x04keys\x18\x02 \x03(\v2\x15.hsmpool.v1.KeyRecordR\x04keysB7Z5github.com/hsmpool/hsmpool/proto/hsmpool/v1;hsmpoolv1b\x06proto3"
+	"\x04keys\x18\x02 \x03(\v2\x15.hsmpool.v1.KeyRecordR\x04keys\x12#\n" +
+	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndexB7Z5github.com/hsmpool/hsmpool/proto/hsmpool/v1;hsmpoolv1b\x06proto3"
 
 var (
 	file_hsmpool_v1_state_proto_rawDescOnce sync.Once
