@@ -1,14 +1,17 @@
 // Command hsmpool is the command-line client of an hsmpool managed HSM pool, for administrators and security
 // officers.
 //
-// Only the command-line skeleton exists so far; see the README status table for what works.
+// It talks to a pool through the Azure SDK for Go (keys) and package pkg/client (the client file, the security
+// domain); the security officers' commands run offline. See the README status table for what works.
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 )
 
 // version is set at build time with -ldflags "-X main.version=..." (see the Makefile).
@@ -25,7 +28,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
-	if err := cmd.Execute(); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt) // Ctrl-C cancels a request to the pool
+	defer stop()
+	if err := cmd.ExecuteContext(ctx); err != nil {
 		printError(stderr, err)
 		return 1
 	}

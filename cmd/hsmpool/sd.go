@@ -11,12 +11,12 @@ import (
 	"github.com/hsmpool/hsmpool/securitydomain"
 )
 
-// newSDCmd builds "hsmpool sd", the security officers' commands. None of them talks to a pool: they run offline, on
-// the officers' own machines, with the officers' own keys.
+// newSDCmd builds "hsmpool sd", the security-domain commands: the security officers' offline commands, which run on
+// the officers' own machines with their own keys, and the administrator's download and status, which talk to a pool.
 func newSDCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sd",
-		Short: "Security-domain tools for security officers, offline",
+		Short: "Security domain: activate a pool, and the officers' offline tools",
 		Long: `sd holds the security officers' offline commands for the security domain, the file
 that protects every key of a pool and is the only way to recover a pool on new HSMs.
 The file format is Azure Managed HSM's, so these commands and "az keyvault
@@ -32,11 +32,16 @@ quorum M: any M officers together can recover it, fewer cannot. Each officer:
      opens the security domain offline and re-encrypts it to the recovering pool's
      exchange key.
 
-None of these commands opens a network connection. Passphrases are read from a file
-(--passphrase-file), from $HSMPOOL_SD_PASSPHRASE, or from the terminal; never from a
-flag value.`,
+The administrator activates a new pool with "hsmpool sd download", which asks the
+pool for its security domain, encrypted to the officers' certificates, and "hsmpool sd
+status"; these two talk to the pool (see --client-file). The officers' commands never
+open a network connection. Passphrases are read from a file (--passphrase-file), from
+$HSMPOOL_SD_PASSPHRASE, or from the terminal; never from a flag value.`,
 		Example: `  # Make an officer key pair: officer1.key (encrypted) and officer1.cer.
   hsmpool sd officer-keygen --out officer1
+
+  # The administrator activates the pool with three officers' certificates, quorum 2.
+  hsmpool sd download --cert officer1.cer --cert officer2.cer --cert officer3.cer --quorum 2 -o sd.json
 
   # Check that officer1's share in a downloaded security domain opens.
   hsmpool sd inspect --sd-file sd.json --key officer1.key
@@ -53,6 +58,8 @@ flag value.`,
 		newOfficerKeygenCmd(defaultOfficerKeygenOptions()),
 		newInspectCmd(defaultInspectOptions()),
 		newRestoreBlobCmd(&restoreBlobOptions{}),
+		newSDDownloadCmd(&sdDownloadOptions{}),
+		newSDStatusCmd(),
 	)
 	return cmd
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hsmpool/hsmpool/internal/fault"
@@ -63,10 +64,11 @@ func (c *Core) withKey(ctx context.Context, name, version, op string, fn func(v 
 }
 
 // algError turns the HSM layer's complaints about an algorithm into the service's 400.
+// The HSM layer's messages end with their kind (": bad parameter"), which clients need not see.
 func algError(err error) error {
-	switch fault.Of(err) {
+	switch k := fault.Of(err); k {
 	case fault.BadParameter, fault.Unsupported:
-		return rpcerr.New(fault.BadParameter, "BadParameter", "%v", err)
+		return rpcerr.New(fault.BadParameter, "BadParameter", "%s", strings.TrimSuffix(err.Error(), ": "+k.Error()))
 	}
 	return err
 }

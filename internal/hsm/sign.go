@@ -156,7 +156,7 @@ func (k *Key) fits(alg Alg, t KeyType, c Curve) error {
 		if t == EC {
 			want = "EC " + string(c)
 		}
-		return errf(fault.BadParameter, "algorithm %s needs a %s key, not %s", alg, want, k.spec)
+		return errf(fault.BadParameter, "algorithm %s needs an %s key, not %s", alg, want, k.spec)
 	}
 	return nil
 }
