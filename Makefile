@@ -5,7 +5,8 @@
 #   make run        the embedded default: a single-node pool on SoftHSM2 with its data in $(DATA_DIR)
 #   make deps       install what the tests need when it is missing: SoftHSM2, the Azure CLI, openssl (scripts/deps.sh)
 #   make test       all tests with the race detector
-#   make bench      PKCS#11 benchmarks; e.g. make bench BENCH_ARGS='-benchtime 5s'
+#   make bench      PKCS#11 benchmarks, and build bin/hsmpool-load; e.g. make bench BENCH_ARGS='-benchtime 5s'
+#   make bench-rest the REST path: a throwaway dev pool measured by hsmpool-load (docs/benchmarks.md)
 #   make generate   regenerate protobuf/gRPC code from proto/
 #   make lint       gofmt, go vet, staticcheck
 #   make clean      remove build outputs
@@ -18,6 +19,14 @@ SHELL := bash
 GO ?= go
 DATA_DIR ?= .data
 BENCH_ARGS ?=
+
+# make bench-rest: which operations, with how many concurrent clients, and hsmpool-load's other flags; e.g.
+# make bench-rest REST_OPS=sign-p256 REST_CLIENTS=1,4 REST_ARGS='--duration 5s --http1'. REST_LISTEN must be free,
+# and the port after it too (the dev pool's Raft port).
+REST_OPS ?= sign-p256,sign-rsa2048,encrypt-aes256gcm,create
+REST_CLIENTS ?= 1,4,16
+REST_ARGS ?= --duration 10s --warmup 2s
+REST_LISTEN ?= 127.0.0.1:9643
 
 # Stamped into both binaries; printed by "hsmpoold version" and "hsmpool version".
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
@@ -36,7 +45,7 @@ ifneq ($(origin CI),undefined)
 export CI
 endif
 
-.PHONY: build run deps test bench generate lint clean
+.PHONY: build run deps test bench bench-rest generate lint clean
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
@@ -54,7 +63,34 @@ test: deps
 
 bench:
 	@scripts/deps.sh softhsm
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ ./cmd/hsmpool-load
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1,2 $(BENCH_ARGS) ./internal/hsm/...
+
+# Starts "hsmpoold dev" in a temporary directory, activates it with three throwaway officer keys (the security
+# domain is discarded with the directory), runs hsmpool-load once over REST_OPS x REST_CLIENTS (with the pool's CPU
+# time per request where /proc has it), then stops the pool and removes the directory, whatever happened. The table
+# goes to stdout. The keys that "create" makes stay in the pool, so list it last in REST_OPS.
+bench-rest: build
+	@scripts/deps.sh softhsm
+	@dir=$$(mktemp -d); pid=''; \
+	cleanup() { if [[ -n "$$pid" ]]; then kill "$$pid" 2>/dev/null || true; wait "$$pid" 2>/dev/null || true; fi; rm -rf "$$dir"; }; \
+	trap cleanup EXIT; \
+	./bin/hsmpoold dev --data-dir "$$dir/data" --listen '$(REST_LISTEN)' >"$$dir/hsmpoold.out" 2>"$$dir/hsmpoold.log" & pid=$$!; \
+	for _ in $$(seq 600); do \
+		if grep -q 'serving on' "$$dir/hsmpoold.out" || ! kill -0 "$$pid" 2>/dev/null; then break; fi; \
+		sleep 0.1; \
+	done; \
+	if ! grep -q 'serving on' "$$dir/hsmpoold.out"; then \
+		echo "hsmpool: hsmpoold dev did not start on $(REST_LISTEN):" >&2; cat "$$dir/hsmpoold.log" >&2; exit 1; \
+	fi; \
+	for o in alice bob carol; do \
+		./bin/hsmpool sd officer-keygen --out "$$dir/$$o" --bits 2048 --no-passphrase >/dev/null 2>"$$dir/keygen.log" || \
+			{ cat "$$dir/keygen.log" >&2; exit 1; }; \
+	done; \
+	./bin/hsmpool-load activate --client-file "$$dir/data/client.json" \
+		--cert "$$dir/alice.cer" --cert "$$dir/bob.cer" --cert "$$dir/carol.cer" --sd-out "$$dir/sd.json"; \
+	srv=(); if [[ -r "/proc/$$pid/stat" ]]; then srv=(--server-pid "$$pid"); fi; \
+	./bin/hsmpool-load --client-file "$$dir/data/client.json" --op '$(REST_OPS)' --clients '$(REST_CLIENTS)' "$${srv[@]}" $(REST_ARGS)
 
 # protoc runs from proto/ with proto/ as its only import root, so .proto files import each other as
 # "hsmpool/v1/x.proto" and each generated file lands beside its .proto. protoc itself comes from Debian

@@ -55,6 +55,11 @@ func TestAzidentityClientSecret(t *testing.T) {
 		t.Errorf("Expiry = %v, want %v", claims.Expiry, want.Expiry)
 	}
 	claims.Expiry = want.Expiry
+	want.NotBefore = claims.Expiry.Add(-DefaultLifetime)
+	if !claims.NotBefore.Equal(want.NotBefore) {
+		t.Errorf("NotBefore = %v, want %v", claims.NotBefore, want.NotBefore)
+	}
+	claims.NotBefore = want.NotBefore
 	if claims != want {
 		t.Errorf("Validate = %+v, want %+v", claims, want)
 	}

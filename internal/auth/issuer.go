@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -13,12 +14,14 @@ import (
 	"log/slog"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/cryptosigner"
 	"github.com/go-jose/go-jose/v4/jwt"
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/hsmpool/hsmpool/internal/fault"
 )
@@ -72,6 +75,7 @@ type Issuer struct {
 	now       func() time.Time
 	log       *slog.Logger
 	dir       Directory
+	valid     *lru.Cache[[sha256.Size]byte, Claims] // tokens that passed validate
 }
 
 var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
@@ -144,6 +148,7 @@ func NewIssuer(cfg IssuerConfig, dir Directory) (*Issuer, error) {
 		log:       log,
 		dir:       dir,
 	}
+	i.valid, _ = lru.New[[sha256.Size]byte, Claims](validCacheSize) // fails only for a size < 1
 	if err := i.probe(); err != nil {
 		return nil, fmt.Errorf("new issuer: %w", err)
 	}
@@ -245,6 +250,8 @@ type Claims struct {
 	TenantID string // tid
 	Audience string // aud: the resource the token was issued for
 	Expiry   time.Time
+	// NotBefore is nbf; Validate checks it again when it answers from its cache.
+	NotBefore time.Time
 }
 
 // Validate checks an access token: a compact JWS with alg ES256 and the pool's key ID, a valid
@@ -253,6 +260,30 @@ type Claims struct {
 // with a message that says what was wrong and never contains the token. ctx is for issuers
 // whose keys must be fetched; the pool's own are at hand.
 func (i *Issuer) Validate(ctx context.Context, token string, audiences ...string) (Claims, error) {
+	// A valid token's signature, issuer, tenant and type never change, so a token seen before
+	// needs only its times and audience checked again: the ECDSA verification and JSON
+	// parsing cost more than a P-256 signature in the HSM. Only valid tokens are cached,
+	// keyed by their SHA-256, and the cache is bounded.
+	sum := sha256.Sum256([]byte(token))
+	if c, ok := i.valid.Get(sum); ok {
+		now := i.now()
+		if slices.Contains(audiences, c.Audience) && !now.Before(c.NotBefore.Add(-skew)) && now.Before(c.Expiry.Add(skew)) {
+			return c, nil
+		}
+		i.valid.Remove(sum)
+	}
+	claims, err := i.validate(ctx, token, audiences)
+	if err != nil {
+		return Claims{}, err
+	}
+	i.valid.Add(sum, claims)
+	return claims, nil
+}
+
+// validCacheSize bounds the cache of valid tokens (about 200 bytes each).
+const validCacheSize = 8192
+
+func (i *Issuer) validate(ctx context.Context, token string, audiences []string) (Claims, error) {
 	fail := func(format string, args ...any) (Claims, error) {
 		return Claims{}, fmt.Errorf("validate token: %s: %w", fmt.Sprintf(format, args...), fault.Unauthorized)
 	}
@@ -321,11 +352,12 @@ func (i *Issuer) Validate(ctx context.Context, token string, audiences ...string
 		return fail("token lacks a consistent oid, sub, azp and appid")
 	}
 	return Claims{
-		ObjectID: ext.ObjectID,
-		ClientID: ext.AuthorizedParty,
-		TenantID: ext.TenantID,
-		Audience: reg.Audience[0],
-		Expiry:   reg.Expiry.Time(),
+		ObjectID:  ext.ObjectID,
+		ClientID:  ext.AuthorizedParty,
+		TenantID:  ext.TenantID,
+		Audience:  reg.Audience[0],
+		Expiry:    reg.Expiry.Time(),
+		NotBefore: reg.NotBefore.Time(),
 	}, nil
 }
 

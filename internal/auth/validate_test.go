@@ -272,3 +272,43 @@ func TestJWKSVerifiesToken(t *testing.T) {
 		t.Errorf("header = %+v", h)
 	}
 }
+
+// TestValidateCache checks that a token answered from the cache of valid tokens is still held
+// to its audience, nbf and exp.
+func TestValidateCache(t *testing.T) {
+	f := newFixture(t)
+	app := Principal{ObjectID: appObjectID, ClientID: appClientID}
+	tok, _, err := f.iss.issue(app, testResource, credSecret.azpacr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	before := f.iss.valid.Len()
+	for range 2 { // the second call is a cache hit
+		if _, err := f.iss.Validate(ctx, tok, testResource); err != nil {
+			t.Fatalf("Validate: %v", err)
+		}
+	}
+	if n := f.iss.valid.Len() - before; n != 1 {
+		t.Fatalf("two validations cached %d tokens, want 1", n)
+	}
+	if _, err := f.iss.Validate(ctx, tok, "https://other.localhost"); fault.Of(err) != fault.Unauthorized {
+		t.Errorf("cached token for another audience: %v", err)
+	}
+	if _, err := f.iss.Validate(ctx, tok, testResource); err != nil {
+		t.Fatalf("Validate after a wrong-audience call: %v", err)
+	}
+	f.clock.advance(-2 * time.Minute) // before nbf - skew
+	if _, err := f.iss.Validate(ctx, tok, testResource); fault.Of(err) != fault.Unauthorized {
+		t.Errorf("cached token before its nbf: %v", err)
+	}
+	f.clock.advance(2*time.Minute + DefaultLifetime + 2*time.Minute)
+	if _, err := f.iss.Validate(ctx, tok, testResource); fault.Of(err) != fault.Unauthorized {
+		t.Errorf("cached token after its exp: %v", err)
+	}
+	// A tampered token is never a cache hit.
+	f.clock.advance(-DefaultLifetime)
+	if _, err := f.iss.Validate(ctx, flip(tok, 2), testResource); fault.Of(err) != fault.Unauthorized {
+		t.Errorf("tampered token: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"reflect"
@@ -32,6 +33,16 @@ func (b *b64) UnmarshalJSON(data []byte) error {
 	if string(data) == "null" {
 		return nil
 	}
+	// Fast path for the plain quoted string every SDK sends: decode in place, without a
+	// string copy (4 KiB payloads spent a fifth of their time in JSON and base64).
+	if n := len(data); n >= 2 && data[0] == '"' && data[n-1] == '"' && bytes.IndexByte(data[1:n-1], '\\') < 0 {
+		v, err := decodeBase64Bytes(data[1 : n-1])
+		if err != nil {
+			return &json.UnmarshalTypeError{Value: "string", Type: b64Type}
+		}
+		*b = v
+		return nil
+	}
 	var s string
 	if err := json.Unmarshal(data, &s); err != nil {
 		return &json.UnmarshalTypeError{Value: jsonKind(data), Type: b64Type}
@@ -45,18 +56,24 @@ func (b *b64) UnmarshalJSON(data []byte) error {
 }
 
 // decodeBase64 accepts base64 and base64url, padded or not.
-func decodeBase64(s string) ([]byte, error) {
-	s = strings.TrimRight(s, "=")
-	s = strings.Map(func(r rune) rune {
-		switch r {
-		case '+':
-			return '-'
-		case '/':
-			return '_'
-		}
-		return r
-	}, s)
-	return base64.RawURLEncoding.DecodeString(s)
+func decodeBase64(s string) ([]byte, error) { return decodeBase64Bytes([]byte(s)) }
+
+func decodeBase64Bytes(in []byte) ([]byte, error) {
+	in = bytes.TrimRight(in, "=")
+	if bytes.ContainsAny(in, "+/") {
+		in = bytes.Map(func(r rune) rune {
+			switch r {
+			case '+':
+				return '-'
+			case '/':
+				return '_'
+			}
+			return r
+		}, in)
+	}
+	out := make([]byte, base64.RawURLEncoding.DecodedLen(len(in)))
+	n, err := base64.RawURLEncoding.Decode(out, in)
+	return out[:n], err
 }
 
 // jsonKind names the JSON type of a value as encoding/json does in UnmarshalTypeError.Value.

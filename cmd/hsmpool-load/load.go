@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/hsmpool/hsmpool/pkg/client"
+)
+
+// requestTimeout bounds one request, answer included.
+const requestTimeout = 30 * time.Second
+
+// scopeFor returns the token scope of the pool at poolURL: its URL without the pool-name label, with "/.default",
+// e.g. https://managedhsm.localhost:8443/.default for https://contoso.managedhsm.localhost:8443.
+func scopeFor(poolURL string) (string, error) {
+	u, err := url.Parse(poolURL)
+	if err != nil || u.Scheme != "https" || u.Hostname() == "" {
+		return "", fmt.Errorf("pool URL %q: want https://NAME.managedhsm.SUFFIX[:PORT]", poolURL)
+	}
+	_, rest, ok := strings.Cut(u.Hostname(), ".")
+	if !ok || rest == "" || net.ParseIP(u.Hostname()) != nil {
+		return "", fmt.Errorf("pool URL %q: want a host NAME.managedhsm.SUFFIX, not %q", poolURL, u.Hostname())
+	}
+	if p := u.Port(); p != "" {
+		rest += ":" + p
+	}
+	return "https://" + rest + "/.default", nil
+}
+
+// newTransport returns a transport for a pool whose TLS certificate the PEM file caFile's CAs sign (the system's
+// roots when caFile is empty). It dials 127.0.0.1 for names under .localhost, keeps up to clients idle connections
+// and, with http1, speaks only HTTP/1.1 with at most clients connections; otherwise it offers HTTP/2 too.
+func newTransport(caFile string, clients int, http1 bool) (*http.Transport, error) {
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("read the pool's CA: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("read the pool's CA: %s holds no PEM certificate", caFile)
+		}
+		tlsCfg.RootCAs = roots
+	}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetHTTP2(!http1)
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dialer.DialContext(ctx, network, client.LoopbackAddr(addr))
+		},
+		TLSClientConfig:     tlsCfg,
+		TLSHandshakeTimeout: 10 * time.Second,
+		Protocols:           &protos,
+		MaxIdleConns:        clients,
+		MaxIdleConnsPerHost: clients,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true, // the answers are small JSON; gzip would only measure the client's CPU
+	}
+	if http1 {
+		tr.MaxConnsPerHost = clients
+	}
+	return tr, nil
+}
+
+// newCredential returns the credential of the client file's principal, which asks the pool's own token endpoint.
+func newCredential(f *client.File, hc *http.Client) (*azidentity.ClientSecretCredential, error) {
+	opts := &azidentity.ClientSecretCredentialOptions{
+		ClientOptions: azcore.ClientOptions{
+			Transport: hc,
+			Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: strings.TrimSuffix(f.AuthorityHost, "/") + "/"},
+		},
+		DisableInstanceDiscovery: true,
+	}
+	cred, err := azidentity.NewClientSecretCredential(f.TenantID, f.ClientID, f.ClientSecret.Reveal(), opts)
+	if err != nil {
+		return nil, fmt.Errorf("make the credential: %w", err)
+	}
+	return cred, nil
+}
+
+// tokenSource gets access tokens for one scope; azidentity caches them, so a call returns the cached token
+// until it is close to expiring.
+type tokenSource struct {
+	cred  *azidentity.ClientSecretCredential
+	scope string
+	pool  string // the pool's URL, for errors
+}
+
+// get returns a token that stays valid for at least need.
+func (t tokenSource) get(ctx context.Context, need time.Duration) (string, error) {
+	tok, err := t.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{t.scope}})
+	if err != nil {
+		if e, ok := client.AsError(err); ok {
+			return "", withHints(fmt.Errorf("get a token for %s: %w", t.scope, e),
+				"the pool did not accept the client file's credentials: is it this pool's current client file?")
+		}
+		if isNetError(err) {
+			return "", withHints(fmt.Errorf("get a token from %s: %w", t.pool, err), "is hsmpoold running, and listening there?")
+		}
+		return "", fmt.Errorf("get a token for %s: %w", t.scope, err)
+	}
+	if left := time.Until(tok.ExpiresOn); left < need {
+		return "", fmt.Errorf("the pool's token is valid for %v, and the next run takes %v: shorten --warmup and --duration",
+			left.Round(time.Second), need.Round(time.Second))
+	}
+	return tok.Token, nil
+}
+
+func isNetError(err error) bool {
+	var dnsErr *net.DNSError
+	var opErr *net.OpError
+	return errors.As(err, &dnsErr) || errors.As(err, &opErr)
+}
+
+// runLoad prepares each operation of p and runs it with each number of clients, opts.Count times, printing each
+// run's figures on stdout as it ends. It returns an error if a run had failed requests.
+func runLoad(ctx context.Context, f *client.File, opts *loadOptions, p plan, stdout, stderr io.Writer) error {
+	scope, err := scopeFor(f.URL)
+	if err != nil {
+		return err
+	}
+	base := strings.TrimSuffix(f.URL, "/")
+	setupTr, err := newTransport(f.CAFile, 1, false)
+	if err != nil {
+		return err
+	}
+	defer setupTr.CloseIdleConnections()
+	setupHC := &http.Client{Transport: setupTr, Timeout: requestTimeout}
+	cred, err := newCredential(f, setupHC)
+	if err != nil {
+		return err
+	}
+	tokens := tokenSource{cred: cred, scope: scope, pool: f.URL}
+	runTime := opts.Warmup + opts.Duration + time.Minute
+	var serverCPU func() (time.Duration, error)
+	if pid := opts.ServerPID; pid != 0 {
+		serverCPU = func() (time.Duration, error) { return processCPUOf(pid) }
+		if _, err := serverCPU(); err != nil {
+			return err
+		}
+	}
+
+	out := &printer{w: stdout, json: opts.Output == outputJSON}
+	runs, failed := 0, 0
+	for _, op := range p.ops {
+		var t target
+		for i, n := range p.clients {
+			for j := range opts.Count {
+				tok, err := tokens.get(ctx, runTime)
+				if err != nil {
+					return err
+				}
+				// Keys and checks once per operation; for create, fresh names for every run, so that no run
+				// makes a new version of another's key.
+				if (i == 0 && j == 0) || op == opCreate {
+					s := &session{base: base, hc: setupHC, token: tok}
+					if t, err = s.prepare(ctx, op, newRunID()); err != nil {
+						return err
+					}
+				}
+				fmt.Fprintf(stderr, "hsmpool-load: %s, clients %d: warm-up %v, measuring %v\n", op, n, opts.Warmup, opts.Duration)
+				r, shown, err := runOnce(ctx, f, base, tok, t, window{clients: n, warmup: opts.Warmup, duration: opts.Duration, serverCPU: serverCPU}, opts.HTTP1)
+				if err != nil {
+					return err
+				}
+				for _, e := range shown {
+					fmt.Fprintf(stderr, "hsmpool-load: %s: request failed: %v\n", op, e)
+				}
+				if r.Errors > int64(len(shown)) {
+					fmt.Fprintf(stderr, "hsmpool-load: %s: %d requests failed in all\n", op, r.Errors)
+				}
+				if err := out.print(r); err != nil {
+					return err
+				}
+				runs++
+				if r.Errors > 0 {
+					failed++
+				}
+			}
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d runs had failed requests", failed, runs)
+	}
+	return nil
+}
+
+// runOnce runs t with w.clients clients on a transport of its own, so that every run starts without connections.
+// It returns the run's figures and the first failed requests' errors.
+func runOnce(ctx context.Context, f *client.File, base, token string, t target, w window, http1 bool) (result, []error, error) {
+	tr, err := newTransport(f.CAFile, w.clients, http1)
+	if err != nil {
+		return result{}, nil, err
+	}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: requestTimeout}
+	auth := "Bearer " + token
+	bufs := make([]bytes.Buffer, w.clients)
+	var proto string // written by client 0 only, read after measure returns
+
+	do := func(ctx context.Context, worker, seq int) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+t.path(worker, seq), bytes.NewReader(t.body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", auth)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		buf := &bufs[worker]
+		buf.Reset()
+		_, err = buf.ReadFrom(resp.Body) // read to the end, so that the connection is reused
+		resp.Body.Close()
+		if err != nil {
+			return fmt.Errorf("read the answer: %w", err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			return newAnswerError(resp.StatusCode, buf.Bytes())
+		}
+		if worker == 0 && proto == "" {
+			proto = resp.Proto
+		}
+		return nil
+	}
+	s := measure(ctx, w, do)
+	if err := ctx.Err(); err != nil {
+		return result{}, nil, fmt.Errorf("interrupted: %w", err)
+	}
+	if s.serverErr != nil {
+		return result{}, nil, s.serverErr
+	}
+	r := summarize(s)
+	r.Op, r.Clients, r.Protocol = t.op.String(), w.clients, proto
+	return r, s.shown, nil
+}
