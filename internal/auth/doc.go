@@ -31,6 +31,9 @@
 //   - Validate accepts only compact JWS with alg ES256, the pool's key ID, the pool's issuer,
 //     one of the caller's audiences, the pool's tenant, and exp/nbf/iat within one minute of
 //     skew; every failure is [fault.Unauthorized]. Nodes of a pool need clocks within a minute.
+//     Tokens that pass are kept in a bounded LRU keyed by their SHA-256, with their claims; a
+//     later call with the same token re-checks only the audience, nbf and exp, since nothing
+//     else about a signed token can change. The cache holds no token, only its hash.
 //   - There is no revocation list: deleting a principal or a secret stops new tokens at once,
 //     but tokens already issued stay valid until they expire (Lifetime, 1 h by default).
 //     The data plane's authorization checks role assignments on every request, so removing
