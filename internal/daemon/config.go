@@ -25,7 +25,7 @@ const ConfigFile = "hsmpoold.json"
 type Config struct {
 	// Name is the pool's name, the first label of https://<name>.managedhsm.<dns_suffix>.
 	Name string `json:"name"`
-	// DataDir holds raft/, run/ (the core's gRPC socket), identity/ and tls/; created 0700.
+	// DataDir holds raft/, identity/ and tls/ (and softhsm/ for dev); created 0700.
 	DataDir string `json:"data_dir"`
 	// Listen is the host:port of the HTTPS listener (data plane and identity).
 	Listen string `json:"listen"`

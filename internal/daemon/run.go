@@ -15,9 +15,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/hsmpool/hsmpool/internal/auth"
 	"github.com/hsmpool/hsmpool/internal/cluster"
 	"github.com/hsmpool/hsmpool/internal/core"
@@ -32,8 +29,6 @@ import (
 // Paths inside the data directory.
 const (
 	raftDir    = "raft"
-	runDir     = "run"
-	socketName = "core.sock"
 	signerFile = "identity/token-signing.pem"
 	cacheSize  = 4096 // unwrapped key handles kept per node
 )
@@ -49,7 +44,7 @@ type Ready struct {
 }
 
 // Run serves the node described by cfg until ctx ends, then shuts down gracefully: the listener
-// stops accepting, in-flight requests finish (for up to 30 s), and the gRPC server, Raft and the
+// stops accepting, in-flight requests finish (for up to 30 s), and Raft and the
 // HSM are closed in that order. ready, if not nil, is called once the node serves.
 func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (err error) {
 	if err := cfg.Validate(); err != nil {
@@ -105,27 +100,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 		return err
 	}
 
-	// The gateway reaches the core only through gRPC, over a socket in the 0700 run directory.
-	sock := filepath.Join(cfg.DataDir, runDir, socketName)
-	if err := os.MkdirAll(filepath.Dir(sock), 0o700); err != nil {
-		return err
-	}
-	_ = os.Remove(sock)
-	lis, err := net.Listen("unix", sock)
-	if err != nil {
-		return fmt.Errorf("listen on the core's socket: %w", err)
-	}
-	gs := grpc.NewServer(grpc.UnaryInterceptor(c.Interceptor), grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)+(1<<20)))
-	c.Register(gs)
-	go gs.Serve(lis)
-	closers = append(closers, func() error { gs.GracefulStop(); return nil })
-
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(int(cfg.MaxBodyBytes)+(1<<20)), grpc.MaxCallSendMsgSize(int(cfg.MaxBodyBytes)+(1<<20))))
-	if err != nil {
-		return err
-	}
-	closers = append(closers, conn.Close)
+	// The gateway reaches the core only through its gRPC API, in process: the generated clients
+	// over a connection that runs the core's interceptor and handlers (inproc.go).
+	conn := newInProcess(c.Interceptor)
+	c.Register(conn)
 
 	gw, err := gateway.New(gateway.Config{
 		Keys: pb.NewKeysClient(conn), SecurityDomain: pb.NewSecurityDomainClient(conn), Pool: pb.NewPoolClient(conn),
