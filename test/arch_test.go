@@ -28,6 +28,16 @@ type importRule struct {
 // importRules is the one table of the import rules in DESIGN.md and STYLE.md.
 var importRules = []importRule{
 	{
+		Imported: modulePath + "/internal/core",
+		Allowed:  []string{modulePath + "/internal/daemon"},
+		Why:      "the gateway reaches the core only through its gRPC API, so it cannot bypass authorization; the daemon wires them",
+	},
+	{
+		Imported: modulePath + "/internal/state",
+		Allowed:  []string{modulePath + "/internal/fsm", modulePath + "/internal/daemon"},
+		Why:      "the state changes only through Raft (fsm); the core reads it through its own StateReader interface",
+	},
+	{
 		Imported: "github.com/miekg/pkcs11",
 		Allowed:  []string{modulePath + "/internal/hsm"},
 		Why:      "PKCS#11 is reached only through internal/hsm, which owns sessions, login and CKR_* mapping",
