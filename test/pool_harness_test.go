@@ -90,13 +90,18 @@ type testPool struct {
 	t      *testing.T
 	dir    string
 	listen string
-	cmd    *exec.Cmd
-	done   chan error
-	stderr *bytes.Buffer
-	client clientFile
-	http   *http.Client
-	cred   azcore.TokenCredential
-	keys   *azkeys.Client
+	// args, when set, replace "dev --data-dir DIR --listen LISTEN"; env is added to the daemon's
+	// environment; clientPath is the client file (default DIR/client.json).
+	args       []string
+	env        []string
+	clientPath string
+	cmd        *exec.Cmd
+	done       chan error
+	stderr     *bytes.Buffer
+	client     clientFile
+	http       *http.Client
+	cred       azcore.TokenCredential
+	keys       *azkeys.Client
 }
 
 // freeListen returns 127.0.0.1:P where P and P+1 (the Raft port of dev) are free.
@@ -133,7 +138,12 @@ func startPool(t *testing.T) *testPool {
 func (p *testPool) start() {
 	t := p.t
 	t.Helper()
-	p.cmd = exec.Command(hsmpooldBinary(t), "dev", "--data-dir", p.dir, "--listen", p.listen)
+	args := p.args
+	if args == nil {
+		args = []string{"dev", "--data-dir", p.dir, "--listen", p.listen}
+	}
+	p.cmd = exec.Command(hsmpooldBinary(t), args...)
+	p.cmd.Env = append(os.Environ(), p.env...)
 	p.stderr = &bytes.Buffer{}
 	p.cmd.Stderr = p.stderr
 	stdout, err := p.cmd.StdoutPipe()
@@ -163,13 +173,17 @@ func (p *testPool) start() {
 	case line, ok := <-ready:
 		if !ok || !strings.Contains(line, "serving on") {
 			p.cmd.Process.Kill()
-			t.Fatalf("hsmpoold dev did not start: %q\n%s", line, p.stderr)
+			t.Fatalf("hsmpoold did not start: %q\n%s", line, p.stderr)
 		}
 	case <-time.After(60 * time.Second):
 		p.cmd.Process.Kill()
-		t.Fatalf("hsmpoold dev did not start within 60 s\n%s", p.stderr)
+		t.Fatalf("hsmpoold did not start within 60 s\n%s", p.stderr)
 	}
-	b, err := os.ReadFile(filepath.Join(p.dir, "client.json"))
+	clientPath := p.clientPath
+	if clientPath == "" {
+		clientPath = filepath.Join(p.dir, "client.json")
+	}
+	b, err := os.ReadFile(clientPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,7 @@ stops it gracefully: in-flight requests finish, then Raft and the HSM are closed
 			ctx, stop := serveCtx(c.Context())
 			defer stop()
 			return daemon.Run(ctx, cfg, newLogger(c.ErrOrStderr(), cfg.LogLevel), func(r daemon.Ready) {
-				fmt.Fprintf(c.OutOrStdout(), "serving %s on %s\n", r.URL, r.Addr)
+				fmt.Fprintf(c.OutOrStdout(), "pool %q serving on %s: %s\n", cfg.Name, r.Addr, r.URL)
 			})
 		},
 	}
