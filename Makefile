@@ -3,7 +3,7 @@
 #
 #   make            build bin/hsmpoold and bin/hsmpool (the default goal)
 #   make run        the embedded default: a single-node pool on SoftHSM2 with its data in $(DATA_DIR)
-#   make deps       install what the tests need when it is missing: SoftHSM2, the Azure CLI, openssl (scripts/deps.sh)
+#   make deps       install what the tests need when it is missing: SoftHSM2, the Azure CLI, openssl, Node.js (scripts/deps.sh)
 #   make test       all tests with the race detector
 #   make bench      PKCS#11 benchmarks, and build bin/hsmpool-load; e.g. make bench BENCH_ARGS='-benchtime 5s'
 #   make bench-rest the REST path: a throwaway dev pool measured by hsmpool-load (docs/benchmarks.md)

@@ -6,14 +6,12 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -190,32 +188,9 @@ type exchange struct {
 // makeExchange makes an RSA-2048 exchange key with a self-signed certificate and writes the certificate to ex.pem.
 func makeExchange(t *testing.T, dir string) exchange {
 	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "hsmpool test exchange key"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageKeyEncipherment,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, cert := selfSigned(t, "hsmpool test exchange key")
 	path := filepath.Join(dir, "ex.pem")
-	if err := os.WriteFile(path, []byte(initRecoveryPEM(der)), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(initRecoveryPEM(cert.Raw)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return exchange{path: path, Exchange: securitydomain.Exchange{Cert: cert, Key: key}}

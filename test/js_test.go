@@ -97,7 +97,7 @@ func TestJSSmoke(t *testing.T) {
 		"HSMPOOL_TENANT=" + p.client.TenantID,
 		"HSMPOOL_AUTHORITY=" + p.client.AuthorityHost,
 		"HSMPOOL_CLIENT_ID=" + p.client.ClientID,
-		"HSMPOOL_CLIENT_SECRET=" + p.client.ClientSecret,
+		"HSMPOOL_CLIENT_SECRET=" + p.client.ClientSecret.Reveal(),
 		"NODE_EXTRA_CA_CERTS=" + p.client.CAFile,
 		// *.localhost does not resolve everywhere; this maps it to 127.0.0.1 inside node (client-compat.md §7).
 		"NODE_OPTIONS=--require ./localhost-dns.cjs",

@@ -6,10 +6,8 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -32,6 +30,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
 	"github.com/hsmpool/hsmpool/internal/softhsm"
+	"github.com/hsmpool/hsmpool/pkg/client"
 )
 
 // The pool tests run the real daemon binary, "hsmpoold dev", as a child process on its own SoftHSM2
@@ -75,17 +74,6 @@ func requireSoftHSM(t *testing.T) {
 	}
 }
 
-// clientFile is DIR/client.json as hsmpoold dev writes it.
-type clientFile struct {
-	URL           string `json:"url"`
-	Name          string `json:"name"`
-	TenantID      string `json:"tenant_id"`
-	AuthorityHost string `json:"authority_host"`
-	ClientID      string `json:"client_id"`
-	ClientSecret  string `json:"client_secret"`
-	CAFile        string `json:"ca_file"`
-}
-
 type testPool struct {
 	t      *testing.T
 	dir    string
@@ -98,7 +86,7 @@ type testPool struct {
 	cmd        *exec.Cmd
 	done       chan error
 	stderr     *bytes.Buffer
-	client     clientFile
+	client     *client.File
 	http       *http.Client
 	cred       azcore.TokenCredential
 	keys       *azkeys.Client
@@ -183,15 +171,15 @@ func (p *testPool) start() {
 	if clientPath == "" {
 		clientPath = filepath.Join(p.dir, "client.json")
 	}
-	b, err := os.ReadFile(clientPath)
-	if err != nil {
+	if p.client, err = client.ReadFile(clientPath); err != nil { // also checks that it is 0600
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(b, &p.client); err != nil {
+	// The pool's CA, and *.localhost dialed on loopback: such names do not resolve everywhere
+	// (client-compat.md §7), and the SDK's challenge verification stays on.
+	if p.http, err = client.NewHTTPClient(p.client.CAFile); err != nil {
 		t.Fatal(err)
 	}
-	p.http = newHTTPClient(t, p.client.CAFile)
-	p.cred, err = azidentity.NewClientSecretCredential(p.client.TenantID, p.client.ClientID, p.client.ClientSecret,
+	p.cred, err = azidentity.NewClientSecretCredential(p.client.TenantID, p.client.ClientID, p.client.ClientSecret.Reveal(),
 		&azidentity.ClientSecretCredentialOptions{
 			ClientOptions:            azcore.ClientOptions{Cloud: cloud.Configuration{ActiveDirectoryAuthorityHost: p.client.AuthorityHost + "/"}, Transport: p.http},
 			DisableInstanceDiscovery: true,
@@ -227,33 +215,6 @@ func (p *testPool) stop() {
 func (p *testPool) restart() {
 	p.stop()
 	p.start()
-}
-
-// newHTTPClient trusts the pool's CA and dials *.localhost on loopback (such names do not resolve
-// everywhere; client-compat.md §7).
-func newHTTPClient(t *testing.T, caFile string) *http.Client {
-	t.Helper()
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
-		t.Fatal("no CA in " + caFile)
-	}
-	d := &net.Dialer{Timeout: 10 * time.Second}
-	tr := &http.Transport{
-		TLSClientConfig:   &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
-		ForceAttemptHTTP2: true,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			host, port, err := net.SplitHostPort(addr)
-			if err == nil && (host == "localhost" || strings.HasSuffix(host, ".localhost")) {
-				addr = net.JoinHostPort("127.0.0.1", port)
-			}
-			return d.DialContext(ctx, network, addr)
-		},
-	}
-	return &http.Client{Transport: tr, Timeout: 60 * time.Second}
 }
 
 // token returns an access token for the pool's data plane.
@@ -305,15 +266,20 @@ func (p *testPool) do(method, path, token string, body io.Reader) response {
 	return response{resp.StatusCode, resp.Header, b}
 }
 
-// officerCert makes an officer's RSA key pair and self-signed certificate.
-func officerCert(t *testing.T, cn string) (*rsa.PrivateKey, *x509.Certificate) {
+// selfSigned makes an RSA-2048 key and a self-signed certificate for it, as officers' and exchange keys are.
+func selfSigned(t *testing.T, cn string) (*rsa.PrivateKey, *x509.Certificate) {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), KeyUsage: x509.KeyUsageKeyEncipherment}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)
@@ -325,48 +291,23 @@ func officerCert(t *testing.T, cn string) (*rsa.PrivateKey, *x509.Certificate) {
 	return key, cert
 }
 
-// downloadBody is the request of az keyvault security-domain download (security-domain-format.md §2.1).
-func downloadBody(certs []*x509.Certificate, quorum int) []byte {
-	type jwk struct {
-		Kty    string   `json:"kty"`
-		KeyOps []string `json:"key_ops"`
-		N      string   `json:"n"`
-		E      string   `json:"e"`
-		X5c    []string `json:"x5c"`
-		Alg    string   `json:"alg"`
-	}
-	var body struct {
-		Certificates []jwk `json:"certificates"`
-		Required     int   `json:"required"`
-	}
-	for _, c := range certs {
-		pub := c.PublicKey.(*rsa.PublicKey)
-		body.Certificates = append(body.Certificates, jwk{Kty: "RSA", KeyOps: []string{"verify", "encrypt", "wrapKey"},
-			N: base64.RawURLEncoding.EncodeToString(pub.N.Bytes()), E: "AQAB",
-			X5c: []string{base64.StdEncoding.EncodeToString(c.Raw)}, Alg: "RSA-OAEP-256"})
-	}
-	body.Required = quorum
-	b, _ := json.Marshal(body)
-	return b
-}
-
-// activate downloads the security domain with three fresh officers, quorum 2, and returns the file.
+// activate downloads the security domain with three fresh officers, quorum 2, through pkg/client
+// (which sends what az keyvault security-domain download sends and requires the 202), and returns
+// the file.
 func (p *testPool) activate() []byte {
 	p.t.Helper()
-	var certs []*x509.Certificate
+	var ders [][]byte
 	for _, n := range []string{"alice", "bob", "carol"} {
-		_, c := officerCert(p.t, n)
-		certs = append(certs, c)
+		_, c := selfSigned(p.t, n)
+		ders = append(ders, c.Raw)
 	}
-	r := p.do("POST", "/securitydomain/download?api-version=7.5", p.token(), bytes.NewReader(downloadBody(certs, 2)))
-	if r.status != http.StatusAccepted {
-		p.t.Fatalf("download: %d %s", r.status, r.body)
+	sd, err := client.NewSecurityDomainClient(p.client.URL, p.cred, &client.SecurityDomainClientOptions{ClientOptions: azcore.ClientOptions{Transport: p.http}})
+	if err != nil {
+		p.t.Fatal(err)
 	}
-	var v struct {
-		Value string `json:"value"`
+	file, err := sd.Download(context.Background(), ders, 2)
+	if err != nil {
+		p.t.Fatalf("download: %v", err)
 	}
-	if err := json.Unmarshal(r.body, &v); err != nil || v.Value == "" {
-		p.t.Fatalf("download body: %v %s", err, r.body)
-	}
-	return []byte(v.Value)
+	return file
 }

@@ -3,15 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -43,38 +40,20 @@ func scopeFor(poolURL string) (string, error) {
 	return "https://" + rest + "/.default", nil
 }
 
-// newTransport returns a transport for a pool whose TLS certificate the PEM file caFile's CAs sign (the system's
-// roots when caFile is empty). It dials 127.0.0.1 for names under .localhost, keeps up to clients idle connections
-// and, with http1, speaks only HTTP/1.1 with at most clients connections; otherwise it offers HTTP/2 too.
+// newTransport returns pkg/client's transport for the pool, tuned for the load: up to clients idle connections
+// and, with http1, only HTTP/1.1 with at most clients connections; otherwise HTTP/2 too.
 func newTransport(caFile string, clients int, http1 bool) (*http.Transport, error) {
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("read the pool's CA: %w", err)
-		}
-		roots := x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("read the pool's CA: %s holds no PEM certificate", caFile)
-		}
-		tlsCfg.RootCAs = roots
+	tr, err := client.NewTransport(caFile)
+	if err != nil {
+		return nil, err
 	}
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	protos.SetHTTP2(!http1)
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return dialer.DialContext(ctx, network, client.LoopbackAddr(addr))
-		},
-		TLSClientConfig:     tlsCfg,
-		TLSHandshakeTimeout: 10 * time.Second,
-		Protocols:           &protos,
-		MaxIdleConns:        clients,
-		MaxIdleConnsPerHost: clients,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true, // the answers are small JSON; gzip would only measure the client's CPU
-	}
+	tr.Protocols = &protos
+	tr.ForceAttemptHTTP2 = !http1
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = clients, clients
+	tr.DisableCompression = true // the answers are small JSON; gzip would only measure the client's CPU
 	if http1 {
 		tr.MaxConnsPerHost = clients
 	}

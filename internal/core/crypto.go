@@ -44,7 +44,7 @@ func usable(name string, v *pb.KeyVersion, op string, now time.Time) error {
 
 // withKey runs fn with version (name, version) of a live key unwrapped in this node's token,
 // after checking that op may run on it.
-func (c *Core) withKey(ctx context.Context, name, version, op string, fn func(v *pb.KeyVersion, k *hsm.Key) error) (*pb.KeyVersion, error) {
+func (c *Core) withKey(ctx context.Context, name, version, op string, fn func(k *hsm.Key) error) (*pb.KeyVersion, error) {
 	_, v, err := c.st.Version(name, version)
 	if err != nil {
 		return nil, err
@@ -59,7 +59,7 @@ func (c *Core) withKey(ctx context.Context, name, version, op string, fn func(v 
 			return nil, fmt.Errorf("stored public key of %s/%s: %w: %w", name, v.Version, err, fault.Internal)
 		}
 		return c.hsm.Unwrap(ctx, c.kek.Load(), v.Wrapped, specOf(v), u, pub)
-	}, func(k *hsm.Key) error { return fn(v, k) })
+	}, fn)
 	return v, err
 }
 
@@ -73,27 +73,26 @@ func algError(err error) error {
 	return err
 }
 
-func result(r *pb.KeyOperationRequest, v *pb.KeyVersion) *pb.KeyOperationResult {
-	return &pb.KeyOperationResult{Name: r.Name, Version: v.Version}
-}
-
-func (s *keysServer) Sign(ctx context.Context, r *pb.KeyOperationRequest) (*pb.KeyOperationResult, error) {
+// keyOp runs op on the key r names and returns what fn made of it as the operation's value.
+func (s *keysServer) keyOp(ctx context.Context, r *pb.KeyOperationRequest, op string, fn func(k *hsm.Key) ([]byte, error)) (*pb.KeyOperationResult, error) {
 	var out []byte
-	v, err := s.c.withKey(ctx, r.Name, r.Version, "sign", func(_ *pb.KeyVersion, k *hsm.Key) (err error) {
-		out, err = s.c.hsm.Sign(ctx, k, hsm.Alg(r.Alg), r.Value)
+	v, err := s.c.withKey(ctx, r.Name, r.Version, op, func(k *hsm.Key) (err error) {
+		out, err = fn(k)
 		return algError(err)
 	})
 	if err != nil {
 		return nil, err
 	}
-	res := result(r, v)
-	res.Value = out
-	return res, nil
+	return &pb.KeyOperationResult{Name: r.Name, Version: v.Version, Value: out}, nil
+}
+
+func (s *keysServer) Sign(ctx context.Context, r *pb.KeyOperationRequest) (*pb.KeyOperationResult, error) {
+	return s.keyOp(ctx, r, "sign", func(k *hsm.Key) ([]byte, error) { return s.c.hsm.Sign(ctx, k, hsm.Alg(r.Alg), r.Value) })
 }
 
 func (s *keysServer) Verify(ctx context.Context, r *pb.VerifyRequest) (*pb.VerifyResult, error) {
 	var ok bool
-	_, err := s.c.withKey(ctx, r.Name, r.Version, "verify", func(_ *pb.KeyVersion, k *hsm.Key) (err error) {
+	_, err := s.c.withKey(ctx, r.Name, r.Version, "verify", func(k *hsm.Key) (err error) {
 		ok, err = s.c.hsm.Verify(ctx, k, hsm.Alg(r.Alg), r.Digest, r.Signature)
 		return algError(err)
 	})
@@ -105,56 +104,27 @@ func (s *keysServer) Verify(ctx context.Context, r *pb.VerifyRequest) (*pb.Verif
 
 func (s *keysServer) Encrypt(ctx context.Context, r *pb.KeyOperationRequest) (*pb.KeyOperationResult, error) {
 	var ct hsm.Ciphertext
-	v, err := s.c.withKey(ctx, r.Name, r.Version, "encrypt", func(_ *pb.KeyVersion, k *hsm.Key) (err error) {
+	res, err := s.keyOp(ctx, r, "encrypt", func(k *hsm.Key) (_ []byte, err error) {
 		ct, err = s.c.hsm.Encrypt(ctx, k, hsm.Alg(r.Alg), r.Value, r.Iv, r.Aad)
-		return algError(err)
+		return ct.Value, err
 	})
 	if err != nil {
 		return nil, err
 	}
-	res := result(r, v)
-	res.Value, res.Iv, res.Tag, res.Aad = ct.Value, ct.IV, ct.Tag, r.Aad
+	res.Iv, res.Tag, res.Aad = ct.IV, ct.Tag, r.Aad
 	return res, nil
 }
 
 func (s *keysServer) Decrypt(ctx context.Context, r *pb.KeyOperationRequest) (*pb.KeyOperationResult, error) {
-	var pt []byte
-	v, err := s.c.withKey(ctx, r.Name, r.Version, "decrypt", func(_ *pb.KeyVersion, k *hsm.Key) (err error) {
-		pt, err = s.c.hsm.Decrypt(ctx, k, hsm.Alg(r.Alg), hsm.Ciphertext{Value: r.Value, IV: r.Iv, Tag: r.Tag}, r.Aad)
-		return algError(err)
+	return s.keyOp(ctx, r, "decrypt", func(k *hsm.Key) ([]byte, error) {
+		return s.c.hsm.Decrypt(ctx, k, hsm.Alg(r.Alg), hsm.Ciphertext{Value: r.Value, IV: r.Iv, Tag: r.Tag}, r.Aad)
 	})
-	if err != nil {
-		return nil, err
-	}
-	res := result(r, v)
-	res.Value = pt
-	return res, nil
 }
 
 func (s *keysServer) WrapKey(ctx context.Context, r *pb.KeyOperationRequest) (*pb.KeyOperationResult, error) {
-	var out []byte
-	v, err := s.c.withKey(ctx, r.Name, r.Version, "wrapKey", func(_ *pb.KeyVersion, k *hsm.Key) (err error) {
-		out, err = s.c.hsm.WrapKey(ctx, k, hsm.Alg(r.Alg), r.Value)
-		return algError(err)
-	})
-	if err != nil {
-		return nil, err
-	}
-	res := result(r, v)
-	res.Value = out
-	return res, nil
+	return s.keyOp(ctx, r, "wrapKey", func(k *hsm.Key) ([]byte, error) { return s.c.hsm.WrapKey(ctx, k, hsm.Alg(r.Alg), r.Value) })
 }
 
 func (s *keysServer) UnwrapKey(ctx context.Context, r *pb.KeyOperationRequest) (*pb.KeyOperationResult, error) {
-	var out []byte
-	v, err := s.c.withKey(ctx, r.Name, r.Version, "unwrapKey", func(_ *pb.KeyVersion, k *hsm.Key) (err error) {
-		out, err = s.c.hsm.UnwrapKey(ctx, k, hsm.Alg(r.Alg), r.Value)
-		return algError(err)
-	})
-	if err != nil {
-		return nil, err
-	}
-	res := result(r, v)
-	res.Value = out
-	return res, nil
+	return s.keyOp(ctx, r, "unwrapKey", func(k *hsm.Key) ([]byte, error) { return s.c.hsm.UnwrapKey(ctx, k, hsm.Alg(r.Alg), r.Value) })
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/big"
 	"strconv"
+	"time"
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"google.golang.org/protobuf/proto"
@@ -198,7 +199,7 @@ func (c *Core) newVersion(ctx context.Context, k *hsm.Key, kty string, ops []str
 // putVersion proposes a new version and answers from the state.
 func (c *Core) putVersion(ctx context.Context, name string, v *pb.KeyVersion, now int64) (*pb.Key, error) {
 	cmd := &pb.Command{Op: &pb.Command_PutKeyVersion{PutKeyVersion: &pb.PutKeyVersion{Name: name, Version: v, MaxVersions: maxVersions}}}
-	if err := c.repl.Propose(ctx, withTime(cmd, now)); err != nil {
+	if err := c.propose(ctx, time.Unix(now, 0), cmd); err != nil {
 		return nil, err
 	}
 	rec, got, err := c.st.Version(name, v.Version)
@@ -206,12 +207,6 @@ func (c *Core) putVersion(ctx context.Context, name string, v *pb.KeyVersion, no
 		return nil, err
 	}
 	return toKey(rec, got), nil
-}
-
-func withTime(cmd *pb.Command, now int64) *pb.Command {
-	cmd.Id = newID()
-	cmd.Time = now
-	return cmd
 }
 
 func (s *keysServer) CreateKey(ctx context.Context, r *pb.CreateKeyRequest) (*pb.Key, error) {
@@ -463,9 +458,7 @@ func (s *keysServer) PurgeDeletedKey(ctx context.Context, r *pb.KeyRef) (*emptyp
 // forget drops the unwrapped handles of a key's versions from this node's cache.
 func (c *Core) forget(ctx context.Context, rec *pb.KeyRecord) {
 	for _, v := range rec.Versions {
-		for _, u := range []hsm.Usage{usage(v.KeyOps)} {
-			c.cache.Invalidate(ctx, cacheID(rec.Name, v.Version, u))
-		}
+		c.cache.Invalidate(ctx, cacheID(rec.Name, v.Version, usage(v.KeyOps)))
 	}
 }
 

@@ -47,11 +47,11 @@ func (s *sdServer) Download(ctx context.Context, r *pb.DownloadRequest) (*pb.Dow
 	}
 	c.activate.Lock()
 	defer c.activate.Unlock()
-	if p := c.st.Pool(); p != nil && p.Activated {
-		return sameDomain(p, r)
-	}
-	if p := c.st.Pool(); p == nil {
+	switch p := c.st.Pool(); {
+	case p == nil:
 		return nil, rpcerr.New(fault.Unavailable, "ServiceUnavailable", "the pool is not initialised yet")
+	case p.Activated:
+		return sameDomain(p, r)
 	}
 	file, act, kek, err := c.makeDomain(ctx, certs, int(r.Quorum), r.Certificates)
 	if err != nil {

@@ -13,11 +13,20 @@ import (
 	"time"
 )
 
-// NewHTTPClient returns an *http.Client for a pool: TLS 1.2 or later, trusting only the CA certificates in the PEM
-// file caFile (the system's roots when caFile is empty), and dialing 127.0.0.1 for "localhost" and every name under
-// ".localhost" (see [LoopbackAddr]). Such names bypass any proxy from the environment. Pass it as the Transport of
-// azcore.ClientOptions.
+// NewHTTPClient returns an *http.Client over [NewTransport]. Pass it as the Transport of azcore.ClientOptions.
 func NewHTTPClient(caFile string) (*http.Client, error) {
+	tr, err := NewTransport(caFile)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: tr}, nil
+}
+
+// NewTransport returns a transport for a pool: TLS 1.2 or later, trusting only the CA certificates in the PEM file
+// caFile (the system's roots when caFile is empty), HTTP/2 when the pool offers it, and dialing 127.0.0.1 for
+// "localhost" and every name under ".localhost" (see [LoopbackAddr]). Such names bypass any proxy from the
+// environment. Callers may tune the copy they get (connection limits, protocols).
+func NewTransport(caFile string) (*http.Transport, error) {
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
@@ -43,7 +52,7 @@ func NewHTTPClient(caFile string) (*http.Client, error) {
 		}
 		return http.ProxyFromEnvironment(r)
 	}
-	return &http.Client{Transport: tr}, nil
+	return tr, nil
 }
 
 // LoopbackAddr returns addr ("host:port") with the host replaced by 127.0.0.1 when it is "localhost" or a name
