@@ -38,6 +38,14 @@ type Command struct {
 	//	*Command_PurgeKey
 	//	*Command_RestoreKey
 	//	*Command_SetRotationPolicy
+	//	*Command_PutRoleDefinition
+	//	*Command_DeleteRoleDefinition
+	//	*Command_PutRoleAssignment
+	//	*Command_DeleteRoleAssignment
+	//	*Command_PutPrincipal
+	//	*Command_DeletePrincipal
+	//	*Command_AddCredential
+	//	*Command_RemoveCredential
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -175,6 +183,78 @@ func (x *Command) GetSetRotationPolicy() *SetRotationPolicy {
 	return nil
 }
 
+func (x *Command) GetPutRoleDefinition() *PutRoleDefinition {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutRoleDefinition); ok {
+			return x.PutRoleDefinition
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteRoleDefinition() *DeleteRoleDefinition {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteRoleDefinition); ok {
+			return x.DeleteRoleDefinition
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPutRoleAssignment() *PutRoleAssignment {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutRoleAssignment); ok {
+			return x.PutRoleAssignment
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteRoleAssignment() *DeleteRoleAssignment {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteRoleAssignment); ok {
+			return x.DeleteRoleAssignment
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPutPrincipal() *PutPrincipal {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutPrincipal); ok {
+			return x.PutPrincipal
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeletePrincipal() *DeletePrincipal {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeletePrincipal); ok {
+			return x.DeletePrincipal
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAddCredential() *AddCredential {
+	if x != nil {
+		if x, ok := x.Op.(*Command_AddCredential); ok {
+			return x.AddCredential
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRemoveCredential() *RemoveCredential {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RemoveCredential); ok {
+			return x.RemoveCredential
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -215,6 +295,38 @@ type Command_SetRotationPolicy struct {
 	SetRotationPolicy *SetRotationPolicy `protobuf:"bytes,18,opt,name=set_rotation_policy,json=setRotationPolicy,proto3,oneof"`
 }
 
+type Command_PutRoleDefinition struct {
+	PutRoleDefinition *PutRoleDefinition `protobuf:"bytes,19,opt,name=put_role_definition,json=putRoleDefinition,proto3,oneof"`
+}
+
+type Command_DeleteRoleDefinition struct {
+	DeleteRoleDefinition *DeleteRoleDefinition `protobuf:"bytes,20,opt,name=delete_role_definition,json=deleteRoleDefinition,proto3,oneof"`
+}
+
+type Command_PutRoleAssignment struct {
+	PutRoleAssignment *PutRoleAssignment `protobuf:"bytes,21,opt,name=put_role_assignment,json=putRoleAssignment,proto3,oneof"`
+}
+
+type Command_DeleteRoleAssignment struct {
+	DeleteRoleAssignment *DeleteRoleAssignment `protobuf:"bytes,22,opt,name=delete_role_assignment,json=deleteRoleAssignment,proto3,oneof"`
+}
+
+type Command_PutPrincipal struct {
+	PutPrincipal *PutPrincipal `protobuf:"bytes,23,opt,name=put_principal,json=putPrincipal,proto3,oneof"`
+}
+
+type Command_DeletePrincipal struct {
+	DeletePrincipal *DeletePrincipal `protobuf:"bytes,24,opt,name=delete_principal,json=deletePrincipal,proto3,oneof"`
+}
+
+type Command_AddCredential struct {
+	AddCredential *AddCredential `protobuf:"bytes,25,opt,name=add_credential,json=addCredential,proto3,oneof"`
+}
+
+type Command_RemoveCredential struct {
+	RemoveCredential *RemoveCredential `protobuf:"bytes,26,opt,name=remove_credential,json=removeCredential,proto3,oneof"`
+}
+
 func (*Command_InitPool) isCommand_Op() {}
 
 func (*Command_Activate) isCommand_Op() {}
@@ -233,6 +345,22 @@ func (*Command_RestoreKey) isCommand_Op() {}
 
 func (*Command_SetRotationPolicy) isCommand_Op() {}
 
+func (*Command_PutRoleDefinition) isCommand_Op() {}
+
+func (*Command_DeleteRoleDefinition) isCommand_Op() {}
+
+func (*Command_PutRoleAssignment) isCommand_Op() {}
+
+func (*Command_DeleteRoleAssignment) isCommand_Op() {}
+
+func (*Command_PutPrincipal) isCommand_Op() {}
+
+func (*Command_DeletePrincipal) isCommand_Op() {}
+
+func (*Command_AddCredential) isCommand_Op() {}
+
+func (*Command_RemoveCredential) isCommand_Op() {}
+
 // InitPool is the first command of a pool: its name, tenant, settings and first administrators.
 type InitPool struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -240,8 +368,12 @@ type InitPool struct {
 	TenantId        string                 `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
 	RecoverableDays int32                  `protobuf:"varint,3,opt,name=recoverable_days,json=recoverableDays,proto3" json:"recoverable_days,omitempty"`
 	Principals      []*PrincipalRecord     `protobuf:"bytes,4,rep,name=principals,proto3" json:"principals,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// assignments are the first role assignments (each principal's roles at "/"). A pool initialised
+	// before they existed marked its administrators with PrincipalRecord.administrator instead; the
+	// state turns those into Managed HSM Administrator assignments (docs/state.md).
+	Assignments   []*RoleAssignment `protobuf:"bytes,5,rep,name=assignments,proto3" json:"assignments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InitPool) Reset() {
@@ -298,6 +430,13 @@ func (x *InitPool) GetRecoverableDays() int32 {
 func (x *InitPool) GetPrincipals() []*PrincipalRecord {
 	if x != nil {
 		return x.Principals
+	}
+	return nil
+}
+
+func (x *InitPool) GetAssignments() []*RoleAssignment {
+	if x != nil {
+		return x.Assignments
 	}
 	return nil
 }
@@ -781,6 +920,425 @@ func (x *SetRotationPolicy) GetPolicy() *RotationPolicy {
 	return nil
 }
 
+// PutRoleDefinition creates or replaces a custom role. The state refuses built-in names, names of
+// another role_name's role, and a 51st custom role.
+type PutRoleDefinition struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Definition    *RoleDefinition        `protobuf:"bytes,1,opt,name=definition,proto3" json:"definition,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutRoleDefinition) Reset() {
+	*x = PutRoleDefinition{}
+	mi := &file_hsmpool_v1_state_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutRoleDefinition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutRoleDefinition) ProtoMessage() {}
+
+func (x *PutRoleDefinition) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_state_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutRoleDefinition.ProtoReflect.Descriptor instead.
+func (*PutRoleDefinition) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PutRoleDefinition) GetDefinition() *RoleDefinition {
+	if x != nil {
+		return x.Definition
+	}
+	return nil
+}
+
+// DeleteRoleDefinition removes a custom role; refused while an assignment uses it.
+type DeleteRoleDefinition struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRoleDefinition) Reset() {
+	*x = DeleteRoleDefinition{}
+	mi := &file_hsmpool_v1_state_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRoleDefinition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRoleDefinition) ProtoMessage() {}
+
+func (x *DeleteRoleDefinition) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_state_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRoleDefinition.ProtoReflect.Descriptor instead.
+func (*DeleteRoleDefinition) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DeleteRoleDefinition) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// PutRoleAssignment adds an assignment. The state refuses an existing name, an unknown role, a
+// missing principal, and more than 50 assignments at "/" or 10 at one key.
+type PutRoleAssignment struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Assignment    *RoleAssignment        `protobuf:"bytes,1,opt,name=assignment,proto3" json:"assignment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutRoleAssignment) Reset() {
+	*x = PutRoleAssignment{}
+	mi := &file_hsmpool_v1_state_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutRoleAssignment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutRoleAssignment) ProtoMessage() {}
+
+func (x *PutRoleAssignment) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_state_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutRoleAssignment.ProtoReflect.Descriptor instead.
+func (*PutRoleAssignment) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PutRoleAssignment) GetAssignment() *RoleAssignment {
+	if x != nil {
+		return x.Assignment
+	}
+	return nil
+}
+
+// DeleteRoleAssignment removes an assignment; refused when it is the last Managed HSM Administrator
+// assignment at "/".
+type DeleteRoleAssignment struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRoleAssignment) Reset() {
+	*x = DeleteRoleAssignment{}
+	mi := &file_hsmpool_v1_state_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRoleAssignment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRoleAssignment) ProtoMessage() {}
+
+func (x *DeleteRoleAssignment) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_state_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRoleAssignment.ProtoReflect.Descriptor instead.
+func (*DeleteRoleAssignment) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *DeleteRoleAssignment) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// PutPrincipal adds a principal (with its first credentials); refused when its object or client ID
+// is taken.
+type PutPrincipal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Principal     *PrincipalRecord       `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutPrincipal) Reset() {
+	*x = PutPrincipal{}
+	mi := &file_hsmpool_v1_state_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutPrincipal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutPrincipal) ProtoMessage() {}
+
+func (x *PutPrincipal) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_state_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutPrincipal.ProtoReflect.Descriptor instead.
+func (*PutPrincipal) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PutPrincipal) GetPrincipal() *PrincipalRecord {
+	if x != nil {
+		return x.Principal
+	}
+	return nil
+}
+
+// DeletePrincipal removes a principal and its role assignments; refused when that would remove the
+// last Managed HSM Administrator assignment at "/".
+type DeletePrincipal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId      string                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePrincipal) Reset() {
+	*x = DeletePrincipal{}
+	mi := &file_hsmpool_v1_state_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePrincipal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePrincipal) ProtoMessage() {}
+
+func (x *DeletePrincipal) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_state_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePrincipal.ProtoReflect.Descriptor instead.
+func (*DeletePrincipal) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DeletePrincipal) GetObjectId() string {
+	if x != nil {
+		return x.ObjectId
+	}
+	return ""
+}
+
+// AddCredential adds one credential to a principal; at most 20 credentials a principal.
+type AddCredential struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId string                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	// Types that are valid to be assigned to Credential:
+	//
+	//	*AddCredential_Secret
+	//	*AddCredential_Certificate
+	Credential    isAddCredential_Credential `protobuf_oneof:"credential"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddCredential) Reset() {
+	*x = AddCredential{}
+	mi := &file_hsmpool_v1_state_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddCredential) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddCredential) ProtoMessage() {}
+
+func (x *AddCredential) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_state_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddCredential.ProtoReflect.Descriptor instead.
+func (*AddCredential) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AddCredential) GetObjectId() string {
+	if x != nil {
+		return x.ObjectId
+	}
+	return ""
+}
+
+func (x *AddCredential) GetCredential() isAddCredential_Credential {
+	if x != nil {
+		return x.Credential
+	}
+	return nil
+}
+
+func (x *AddCredential) GetSecret() *SecretRecord {
+	if x != nil {
+		if x, ok := x.Credential.(*AddCredential_Secret); ok {
+			return x.Secret
+		}
+	}
+	return nil
+}
+
+func (x *AddCredential) GetCertificate() *CertificateRecord {
+	if x != nil {
+		if x, ok := x.Credential.(*AddCredential_Certificate); ok {
+			return x.Certificate
+		}
+	}
+	return nil
+}
+
+type isAddCredential_Credential interface {
+	isAddCredential_Credential()
+}
+
+type AddCredential_Secret struct {
+	Secret *SecretRecord `protobuf:"bytes,2,opt,name=secret,proto3,oneof"`
+}
+
+type AddCredential_Certificate struct {
+	Certificate *CertificateRecord `protobuf:"bytes,3,opt,name=certificate,proto3,oneof"`
+}
+
+func (*AddCredential_Secret) isAddCredential_Credential() {}
+
+func (*AddCredential_Certificate) isAddCredential_Credential() {}
+
+// RemoveCredential removes one credential of a principal by ID.
+type RemoveCredential struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId      string                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	CredentialId  string                 `protobuf:"bytes,2,opt,name=credential_id,json=credentialId,proto3" json:"credential_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveCredential) Reset() {
+	*x = RemoveCredential{}
+	mi := &file_hsmpool_v1_state_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveCredential) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveCredential) ProtoMessage() {}
+
+func (x *RemoveCredential) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_state_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveCredential.ProtoReflect.Descriptor instead.
+func (*RemoveCredential) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RemoveCredential) GetObjectId() string {
+	if x != nil {
+		return x.ObjectId
+	}
+	return ""
+}
+
+func (x *RemoveCredential) GetCredentialId() string {
+	if x != nil {
+		return x.CredentialId
+	}
+	return ""
+}
+
 type KEKCheck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Blob          []byte                 `protobuf:"bytes,1,opt,name=blob,proto3" json:"blob,omitempty"`
@@ -793,7 +1351,7 @@ type KEKCheck struct {
 
 func (x *KEKCheck) Reset() {
 	*x = KEKCheck{}
-	mi := &file_hsmpool_v1_state_proto_msgTypes[10]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -805,7 +1363,7 @@ func (x *KEKCheck) String() string {
 func (*KEKCheck) ProtoMessage() {}
 
 func (x *KEKCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_state_proto_msgTypes[10]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -818,7 +1376,7 @@ func (x *KEKCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KEKCheck.ProtoReflect.Descriptor instead.
 func (*KEKCheck) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{10}
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *KEKCheck) GetBlob() []byte {
@@ -854,13 +1412,14 @@ type SecretRecord struct {
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Hash          []byte                 `protobuf:"bytes,2,opt,name=hash,proto3" json:"hash,omitempty"`
 	Expires       int64                  `protobuf:"varint,3,opt,name=expires,proto3" json:"expires,omitempty"` // 0: never
+	Created       int64                  `protobuf:"varint,4,opt,name=created,proto3" json:"created,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SecretRecord) Reset() {
 	*x = SecretRecord{}
-	mi := &file_hsmpool_v1_state_proto_msgTypes[11]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -872,7 +1431,7 @@ func (x *SecretRecord) String() string {
 func (*SecretRecord) ProtoMessage() {}
 
 func (x *SecretRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_state_proto_msgTypes[11]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -885,7 +1444,7 @@ func (x *SecretRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretRecord.ProtoReflect.Descriptor instead.
 func (*SecretRecord) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{11}
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SecretRecord) GetId() string {
@@ -909,20 +1468,94 @@ func (x *SecretRecord) GetExpires() int64 {
 	return 0
 }
 
-type PrincipalRecord struct {
+func (x *SecretRecord) GetCreated() int64 {
+	if x != nil {
+		return x.Created
+	}
+	return 0
+}
+
+// CertificateRecord is a client certificate of a principal: public, so stored as it came.
+type CertificateRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	ObjectId      string                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
-	ClientId      string                 `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
-	DisplayName   string                 `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	Secrets       []*SecretRecord        `protobuf:"bytes,4,rep,name=secrets,proto3" json:"secrets,omitempty"`
-	Administrator bool                   `protobuf:"varint,5,opt,name=administrator,proto3" json:"administrator,omitempty"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Der           []byte                 `protobuf:"bytes,2,opt,name=der,proto3" json:"der,omitempty"`
+	Created       int64                  `protobuf:"varint,3,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertificateRecord) Reset() {
+	*x = CertificateRecord{}
+	mi := &file_hsmpool_v1_state_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertificateRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertificateRecord) ProtoMessage() {}
+
+func (x *CertificateRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_state_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertificateRecord.ProtoReflect.Descriptor instead.
+func (*CertificateRecord) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *CertificateRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CertificateRecord) GetDer() []byte {
+	if x != nil {
+		return x.Der
+	}
+	return nil
+}
+
+func (x *CertificateRecord) GetCreated() int64 {
+	if x != nil {
+		return x.Created
+	}
+	return 0
+}
+
+type PrincipalRecord struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId    string                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	ClientId    string                 `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	DisplayName string                 `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	Secrets     []*SecretRecord        `protobuf:"bytes,4,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	// administrator is the pre-RBAC mark of the first administrators; the state turns it into a role
+	// assignment when it meets it (InitPool, snapshots) and never sets it.
+	//
+	// Deprecated: Marked as deprecated in hsmpool/v1/state.proto.
+	Administrator bool                 `protobuf:"varint,5,opt,name=administrator,proto3" json:"administrator,omitempty"`
+	Certificates  []*CertificateRecord `protobuf:"bytes,6,rep,name=certificates,proto3" json:"certificates,omitempty"`
+	Created       int64                `protobuf:"varint,7,opt,name=created,proto3" json:"created,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PrincipalRecord) Reset() {
 	*x = PrincipalRecord{}
-	mi := &file_hsmpool_v1_state_proto_msgTypes[12]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -934,7 +1567,7 @@ func (x *PrincipalRecord) String() string {
 func (*PrincipalRecord) ProtoMessage() {}
 
 func (x *PrincipalRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_state_proto_msgTypes[12]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -947,7 +1580,7 @@ func (x *PrincipalRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrincipalRecord.ProtoReflect.Descriptor instead.
 func (*PrincipalRecord) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{12}
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PrincipalRecord) GetObjectId() string {
@@ -978,11 +1611,26 @@ func (x *PrincipalRecord) GetSecrets() []*SecretRecord {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in hsmpool/v1/state.proto.
 func (x *PrincipalRecord) GetAdministrator() bool {
 	if x != nil {
 		return x.Administrator
 	}
 	return false
+}
+
+func (x *PrincipalRecord) GetCertificates() []*CertificateRecord {
+	if x != nil {
+		return x.Certificates
+	}
+	return nil
+}
+
+func (x *PrincipalRecord) GetCreated() int64 {
+	if x != nil {
+		return x.Created
+	}
+	return 0
 }
 
 // KeyVersion is one stored version of a key.
@@ -1004,7 +1652,7 @@ type KeyVersion struct {
 
 func (x *KeyVersion) Reset() {
 	*x = KeyVersion{}
-	mi := &file_hsmpool_v1_state_proto_msgTypes[13]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1664,7 @@ func (x *KeyVersion) String() string {
 func (*KeyVersion) ProtoMessage() {}
 
 func (x *KeyVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_state_proto_msgTypes[13]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1677,7 @@ func (x *KeyVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyVersion.ProtoReflect.Descriptor instead.
 func (*KeyVersion) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{13}
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *KeyVersion) GetVersion() string {
@@ -1114,7 +1762,7 @@ type KeyRecord struct {
 
 func (x *KeyRecord) Reset() {
 	*x = KeyRecord{}
-	mi := &file_hsmpool_v1_state_proto_msgTypes[14]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1126,7 +1774,7 @@ func (x *KeyRecord) String() string {
 func (*KeyRecord) ProtoMessage() {}
 
 func (x *KeyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_state_proto_msgTypes[14]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1139,7 +1787,7 @@ func (x *KeyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyRecord.ProtoReflect.Descriptor instead.
 func (*KeyRecord) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{14}
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KeyRecord) GetName() string {
@@ -1185,13 +1833,16 @@ type PoolRecord struct {
 	KekCheck        *KEKCheck              `protobuf:"bytes,11,opt,name=kek_check,json=kekCheck,proto3" json:"kek_check,omitempty"`
 	BackupKey       []byte                 `protobuf:"bytes,12,opt,name=backup_key,json=backupKey,proto3" json:"backup_key,omitempty"`
 	KekLabel        string                 `protobuf:"bytes,13,opt,name=kek_label,json=kekLabel,proto3" json:"kek_label,omitempty"`
+	// Custom role definitions, sorted by name, and role assignments, sorted by name.
+	RoleDefinitions []*RoleDefinition `protobuf:"bytes,14,rep,name=role_definitions,json=roleDefinitions,proto3" json:"role_definitions,omitempty"`
+	RoleAssignments []*RoleAssignment `protobuf:"bytes,15,rep,name=role_assignments,json=roleAssignments,proto3" json:"role_assignments,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PoolRecord) Reset() {
 	*x = PoolRecord{}
-	mi := &file_hsmpool_v1_state_proto_msgTypes[15]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1203,7 +1854,7 @@ func (x *PoolRecord) String() string {
 func (*PoolRecord) ProtoMessage() {}
 
 func (x *PoolRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_state_proto_msgTypes[15]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1216,7 +1867,7 @@ func (x *PoolRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolRecord.ProtoReflect.Descriptor instead.
 func (*PoolRecord) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{15}
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PoolRecord) GetName() string {
@@ -1310,6 +1961,20 @@ func (x *PoolRecord) GetKekLabel() string {
 	return ""
 }
 
+func (x *PoolRecord) GetRoleDefinitions() []*RoleDefinition {
+	if x != nil {
+		return x.RoleDefinitions
+	}
+	return nil
+}
+
+func (x *PoolRecord) GetRoleAssignments() []*RoleAssignment {
+	if x != nil {
+		return x.RoleAssignments
+	}
+	return nil
+}
+
 // State is a snapshot: the pool and its keys, sorted by name.
 type State struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1322,7 +1987,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_hsmpool_v1_state_proto_msgTypes[16]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1334,7 +1999,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_state_proto_msgTypes[16]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1347,7 +2012,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{16}
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *State) GetPool() *PoolRecord {
@@ -1376,7 +2041,7 @@ var File_hsmpool_v1_state_proto protoreflect.FileDescriptor
 const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"\n" +
 	"\x16hsmpool/v1/state.proto\x12\n" +
-	"hsmpool.v1\x1a\x15hsmpool/v1/keys.proto\"\xe3\x04\n" +
+	"hsmpool.v1\x1a\x15hsmpool/v1/keys.proto\x1a\x17hsmpool/v1/access.proto\"\xd5\t\n" +
 	"\aCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04time\x18\x02 \x01(\x03R\x04time\x123\n" +
@@ -1392,15 +2057,24 @@ const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"\tpurge_key\x18\x10 \x01(\v2\x14.hsmpool.v1.PurgeKeyH\x00R\bpurgeKey\x129\n" +
 	"\vrestore_key\x18\x11 \x01(\v2\x16.hsmpool.v1.RestoreKeyH\x00R\n" +
 	"restoreKey\x12O\n" +
-	"\x13set_rotation_policy\x18\x12 \x01(\v2\x1d.hsmpool.v1.SetRotationPolicyH\x00R\x11setRotationPolicyB\x04\n" +
-	"\x02op\"\xa3\x01\n" +
+	"\x13set_rotation_policy\x18\x12 \x01(\v2\x1d.hsmpool.v1.SetRotationPolicyH\x00R\x11setRotationPolicy\x12O\n" +
+	"\x13put_role_definition\x18\x13 \x01(\v2\x1d.hsmpool.v1.PutRoleDefinitionH\x00R\x11putRoleDefinition\x12X\n" +
+	"\x16delete_role_definition\x18\x14 \x01(\v2 .hsmpool.v1.DeleteRoleDefinitionH\x00R\x14deleteRoleDefinition\x12O\n" +
+	"\x13put_role_assignment\x18\x15 \x01(\v2\x1d.hsmpool.v1.PutRoleAssignmentH\x00R\x11putRoleAssignment\x12X\n" +
+	"\x16delete_role_assignment\x18\x16 \x01(\v2 .hsmpool.v1.DeleteRoleAssignmentH\x00R\x14deleteRoleAssignment\x12?\n" +
+	"\rput_principal\x18\x17 \x01(\v2\x18.hsmpool.v1.PutPrincipalH\x00R\fputPrincipal\x12H\n" +
+	"\x10delete_principal\x18\x18 \x01(\v2\x1b.hsmpool.v1.DeletePrincipalH\x00R\x0fdeletePrincipal\x12B\n" +
+	"\x0eadd_credential\x18\x19 \x01(\v2\x19.hsmpool.v1.AddCredentialH\x00R\raddCredential\x12K\n" +
+	"\x11remove_credential\x18\x1a \x01(\v2\x1c.hsmpool.v1.RemoveCredentialH\x00R\x10removeCredentialB\x04\n" +
+	"\x02op\"\xe1\x01\n" +
 	"\bInitPool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12)\n" +
 	"\x10recoverable_days\x18\x03 \x01(\x05R\x0frecoverableDays\x12;\n" +
 	"\n" +
 	"principals\x18\x04 \x03(\v2\x1b.hsmpool.v1.PrincipalRecordR\n" +
-	"principals\"\xdf\x01\n" +
+	"principals\x12<\n" +
+	"\vassignments\x18\x05 \x03(\v2\x1a.hsmpool.v1.RoleAssignmentR\vassignments\"\xdf\x01\n" +
 	"\bActivate\x12'\n" +
 	"\x0fsecurity_domain\x18\x01 \x01(\fR\x0esecurityDomain\x12#\n" +
 	"\rofficer_certs\x18\x02 \x03(\fR\fofficerCerts\x12\x16\n" +
@@ -1440,24 +2114,56 @@ const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\v2\x15.hsmpool.v1.KeyRecordR\x03key\"[\n" +
 	"\x11SetRotationPolicy\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x122\n" +
-	"\x06policy\x18\x02 \x01(\v2\x1a.hsmpool.v1.RotationPolicyR\x06policy\"`\n" +
+	"\x06policy\x18\x02 \x01(\v2\x1a.hsmpool.v1.RotationPolicyR\x06policy\"O\n" +
+	"\x11PutRoleDefinition\x12:\n" +
+	"\n" +
+	"definition\x18\x01 \x01(\v2\x1a.hsmpool.v1.RoleDefinitionR\n" +
+	"definition\"*\n" +
+	"\x14DeleteRoleDefinition\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"O\n" +
+	"\x11PutRoleAssignment\x12:\n" +
+	"\n" +
+	"assignment\x18\x01 \x01(\v2\x1a.hsmpool.v1.RoleAssignmentR\n" +
+	"assignment\"*\n" +
+	"\x14DeleteRoleAssignment\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"I\n" +
+	"\fPutPrincipal\x129\n" +
+	"\tprincipal\x18\x01 \x01(\v2\x1b.hsmpool.v1.PrincipalRecordR\tprincipal\".\n" +
+	"\x0fDeletePrincipal\x12\x1b\n" +
+	"\tobject_id\x18\x01 \x01(\tR\bobjectId\"\xb1\x01\n" +
+	"\rAddCredential\x12\x1b\n" +
+	"\tobject_id\x18\x01 \x01(\tR\bobjectId\x122\n" +
+	"\x06secret\x18\x02 \x01(\v2\x18.hsmpool.v1.SecretRecordH\x00R\x06secret\x12A\n" +
+	"\vcertificate\x18\x03 \x01(\v2\x1d.hsmpool.v1.CertificateRecordH\x00R\vcertificateB\f\n" +
+	"\n" +
+	"credential\"T\n" +
+	"\x10RemoveCredential\x12\x1b\n" +
+	"\tobject_id\x18\x01 \x01(\tR\bobjectId\x12#\n" +
+	"\rcredential_id\x18\x02 \x01(\tR\fcredentialId\"`\n" +
 	"\bKEKCheck\x12\x12\n" +
 	"\x04blob\x18\x01 \x01(\fR\x04blob\x12\x0e\n" +
 	"\x02iv\x18\x02 \x01(\fR\x02iv\x12\x1e\n" +
 	"\n" +
 	"ciphertext\x18\x03 \x01(\fR\n" +
 	"ciphertext\x12\x10\n" +
-	"\x03tag\x18\x04 \x01(\fR\x03tag\"L\n" +
+	"\x03tag\x18\x04 \x01(\fR\x03tag\"f\n" +
 	"\fSecretRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04hash\x18\x02 \x01(\fR\x04hash\x12\x18\n" +
-	"\aexpires\x18\x03 \x01(\x03R\aexpires\"\xc8\x01\n" +
+	"\aexpires\x18\x03 \x01(\x03R\aexpires\x12\x18\n" +
+	"\acreated\x18\x04 \x01(\x03R\acreated\"O\n" +
+	"\x11CertificateRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
+	"\x03der\x18\x02 \x01(\fR\x03der\x12\x18\n" +
+	"\acreated\x18\x03 \x01(\x03R\acreated\"\xa9\x02\n" +
 	"\x0fPrincipalRecord\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\tR\bobjectId\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12!\n" +
 	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x122\n" +
-	"\asecrets\x18\x04 \x03(\v2\x18.hsmpool.v1.SecretRecordR\asecrets\x12$\n" +
-	"\radministrator\x18\x05 \x01(\bR\radministrator\"\xac\x03\n" +
+	"\asecrets\x18\x04 \x03(\v2\x18.hsmpool.v1.SecretRecordR\asecrets\x12(\n" +
+	"\radministrator\x18\x05 \x01(\bB\x02\x18\x01R\radministrator\x12A\n" +
+	"\fcertificates\x18\x06 \x03(\v2\x1d.hsmpool.v1.CertificateRecordR\fcertificates\x12\x18\n" +
+	"\acreated\x18\a \x01(\x03R\acreated\"\xac\x03\n" +
 	"\n" +
 	"KeyVersion\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x10\n" +
@@ -1480,7 +2186,7 @@ const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x122\n" +
 	"\bversions\x18\x02 \x03(\v2\x16.hsmpool.v1.KeyVersionR\bversions\x12C\n" +
 	"\x0frotation_policy\x18\x03 \x01(\v2\x1a.hsmpool.v1.RotationPolicyR\x0erotationPolicy\x120\n" +
-	"\bdeletion\x18\x04 \x01(\v2\x14.hsmpool.v1.DeletionR\bdeletion\"\xd5\x03\n" +
+	"\bdeletion\x18\x04 \x01(\v2\x14.hsmpool.v1.DeletionR\bdeletion\"\xe3\x04\n" +
 	"\n" +
 	"PoolRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
@@ -1499,7 +2205,9 @@ const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"\tkek_check\x18\v \x01(\v2\x14.hsmpool.v1.KEKCheckR\bkekCheck\x12\x1d\n" +
 	"\n" +
 	"backup_key\x18\f \x01(\fR\tbackupKey\x12\x1b\n" +
-	"\tkek_label\x18\r \x01(\tR\bkekLabel\"\x83\x01\n" +
+	"\tkek_label\x18\r \x01(\tR\bkekLabel\x12E\n" +
+	"\x10role_definitions\x18\x0e \x03(\v2\x1a.hsmpool.v1.RoleDefinitionR\x0froleDefinitions\x12E\n" +
+	"\x10role_assignments\x18\x0f \x03(\v2\x1a.hsmpool.v1.RoleAssignmentR\x0froleAssignments\"\x83\x01\n" +
 	"\x05State\x12*\n" +
 	"\x04pool\x18\x01 \x01(\v2\x16.hsmpool.v1.PoolRecordR\x04pool\x12)\n" +
 	"\x04keys\x18\x02 \x03(\v2\x15.hsmpool.v1.KeyRecordR\x04keys\x12#\n" +
@@ -1517,33 +2225,44 @@ func file_hsmpool_v1_state_proto_rawDescGZIP() []byte {
 	return file_hsmpool_v1_state_proto_rawDescData
 }
 
-var file_hsmpool_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_hsmpool_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_hsmpool_v1_state_proto_goTypes = []any{
-	(*Command)(nil),           // 0: hsmpool.v1.Command
-	(*InitPool)(nil),          // 1: hsmpool.v1.InitPool
-	(*Activate)(nil),          // 2: hsmpool.v1.Activate
-	(*PutKeyVersion)(nil),     // 3: hsmpool.v1.PutKeyVersion
-	(*UpdateKeyVersion)(nil),  // 4: hsmpool.v1.UpdateKeyVersion
-	(*DeleteKey)(nil),         // 5: hsmpool.v1.DeleteKey
-	(*RecoverKey)(nil),        // 6: hsmpool.v1.RecoverKey
-	(*PurgeKey)(nil),          // 7: hsmpool.v1.PurgeKey
-	(*RestoreKey)(nil),        // 8: hsmpool.v1.RestoreKey
-	(*SetRotationPolicy)(nil), // 9: hsmpool.v1.SetRotationPolicy
-	(*KEKCheck)(nil),          // 10: hsmpool.v1.KEKCheck
-	(*SecretRecord)(nil),      // 11: hsmpool.v1.SecretRecord
-	(*PrincipalRecord)(nil),   // 12: hsmpool.v1.PrincipalRecord
-	(*KeyVersion)(nil),        // 13: hsmpool.v1.KeyVersion
-	(*KeyRecord)(nil),         // 14: hsmpool.v1.KeyRecord
-	(*PoolRecord)(nil),        // 15: hsmpool.v1.PoolRecord
-	(*State)(nil),             // 16: hsmpool.v1.State
-	nil,                       // 17: hsmpool.v1.KeyVersion.TagsEntry
-	(*KeyOps)(nil),            // 18: hsmpool.v1.KeyOps
-	(*Tags)(nil),              // 19: hsmpool.v1.Tags
-	(*ReleasePolicy)(nil),     // 20: hsmpool.v1.ReleasePolicy
-	(*RotationPolicy)(nil),    // 21: hsmpool.v1.RotationPolicy
-	(*PublicKey)(nil),         // 22: hsmpool.v1.PublicKey
-	(*KeyAttributes)(nil),     // 23: hsmpool.v1.KeyAttributes
-	(*Deletion)(nil),          // 24: hsmpool.v1.Deletion
+	(*Command)(nil),              // 0: hsmpool.v1.Command
+	(*InitPool)(nil),             // 1: hsmpool.v1.InitPool
+	(*Activate)(nil),             // 2: hsmpool.v1.Activate
+	(*PutKeyVersion)(nil),        // 3: hsmpool.v1.PutKeyVersion
+	(*UpdateKeyVersion)(nil),     // 4: hsmpool.v1.UpdateKeyVersion
+	(*DeleteKey)(nil),            // 5: hsmpool.v1.DeleteKey
+	(*RecoverKey)(nil),           // 6: hsmpool.v1.RecoverKey
+	(*PurgeKey)(nil),             // 7: hsmpool.v1.PurgeKey
+	(*RestoreKey)(nil),           // 8: hsmpool.v1.RestoreKey
+	(*SetRotationPolicy)(nil),    // 9: hsmpool.v1.SetRotationPolicy
+	(*PutRoleDefinition)(nil),    // 10: hsmpool.v1.PutRoleDefinition
+	(*DeleteRoleDefinition)(nil), // 11: hsmpool.v1.DeleteRoleDefinition
+	(*PutRoleAssignment)(nil),    // 12: hsmpool.v1.PutRoleAssignment
+	(*DeleteRoleAssignment)(nil), // 13: hsmpool.v1.DeleteRoleAssignment
+	(*PutPrincipal)(nil),         // 14: hsmpool.v1.PutPrincipal
+	(*DeletePrincipal)(nil),      // 15: hsmpool.v1.DeletePrincipal
+	(*AddCredential)(nil),        // 16: hsmpool.v1.AddCredential
+	(*RemoveCredential)(nil),     // 17: hsmpool.v1.RemoveCredential
+	(*KEKCheck)(nil),             // 18: hsmpool.v1.KEKCheck
+	(*SecretRecord)(nil),         // 19: hsmpool.v1.SecretRecord
+	(*CertificateRecord)(nil),    // 20: hsmpool.v1.CertificateRecord
+	(*PrincipalRecord)(nil),      // 21: hsmpool.v1.PrincipalRecord
+	(*KeyVersion)(nil),           // 22: hsmpool.v1.KeyVersion
+	(*KeyRecord)(nil),            // 23: hsmpool.v1.KeyRecord
+	(*PoolRecord)(nil),           // 24: hsmpool.v1.PoolRecord
+	(*State)(nil),                // 25: hsmpool.v1.State
+	nil,                          // 26: hsmpool.v1.KeyVersion.TagsEntry
+	(*RoleAssignment)(nil),       // 27: hsmpool.v1.RoleAssignment
+	(*KeyOps)(nil),               // 28: hsmpool.v1.KeyOps
+	(*Tags)(nil),                 // 29: hsmpool.v1.Tags
+	(*ReleasePolicy)(nil),        // 30: hsmpool.v1.ReleasePolicy
+	(*RotationPolicy)(nil),       // 31: hsmpool.v1.RotationPolicy
+	(*RoleDefinition)(nil),       // 32: hsmpool.v1.RoleDefinition
+	(*PublicKey)(nil),            // 33: hsmpool.v1.PublicKey
+	(*KeyAttributes)(nil),        // 34: hsmpool.v1.KeyAttributes
+	(*Deletion)(nil),             // 35: hsmpool.v1.Deletion
 }
 var file_hsmpool_v1_state_proto_depIdxs = []int32{
 	1,  // 0: hsmpool.v1.Command.init_pool:type_name -> hsmpool.v1.InitPool
@@ -1555,31 +2274,48 @@ var file_hsmpool_v1_state_proto_depIdxs = []int32{
 	7,  // 6: hsmpool.v1.Command.purge_key:type_name -> hsmpool.v1.PurgeKey
 	8,  // 7: hsmpool.v1.Command.restore_key:type_name -> hsmpool.v1.RestoreKey
 	9,  // 8: hsmpool.v1.Command.set_rotation_policy:type_name -> hsmpool.v1.SetRotationPolicy
-	12, // 9: hsmpool.v1.InitPool.principals:type_name -> hsmpool.v1.PrincipalRecord
-	10, // 10: hsmpool.v1.Activate.kek_check:type_name -> hsmpool.v1.KEKCheck
-	13, // 11: hsmpool.v1.PutKeyVersion.version:type_name -> hsmpool.v1.KeyVersion
-	18, // 12: hsmpool.v1.UpdateKeyVersion.key_ops:type_name -> hsmpool.v1.KeyOps
-	19, // 13: hsmpool.v1.UpdateKeyVersion.tags:type_name -> hsmpool.v1.Tags
-	20, // 14: hsmpool.v1.UpdateKeyVersion.release_policy:type_name -> hsmpool.v1.ReleasePolicy
-	14, // 15: hsmpool.v1.RestoreKey.key:type_name -> hsmpool.v1.KeyRecord
-	21, // 16: hsmpool.v1.SetRotationPolicy.policy:type_name -> hsmpool.v1.RotationPolicy
-	11, // 17: hsmpool.v1.PrincipalRecord.secrets:type_name -> hsmpool.v1.SecretRecord
-	22, // 18: hsmpool.v1.KeyVersion.public:type_name -> hsmpool.v1.PublicKey
-	23, // 19: hsmpool.v1.KeyVersion.attributes:type_name -> hsmpool.v1.KeyAttributes
-	17, // 20: hsmpool.v1.KeyVersion.tags:type_name -> hsmpool.v1.KeyVersion.TagsEntry
-	20, // 21: hsmpool.v1.KeyVersion.release_policy:type_name -> hsmpool.v1.ReleasePolicy
-	13, // 22: hsmpool.v1.KeyRecord.versions:type_name -> hsmpool.v1.KeyVersion
-	21, // 23: hsmpool.v1.KeyRecord.rotation_policy:type_name -> hsmpool.v1.RotationPolicy
-	24, // 24: hsmpool.v1.KeyRecord.deletion:type_name -> hsmpool.v1.Deletion
-	12, // 25: hsmpool.v1.PoolRecord.principals:type_name -> hsmpool.v1.PrincipalRecord
-	10, // 26: hsmpool.v1.PoolRecord.kek_check:type_name -> hsmpool.v1.KEKCheck
-	15, // 27: hsmpool.v1.State.pool:type_name -> hsmpool.v1.PoolRecord
-	14, // 28: hsmpool.v1.State.keys:type_name -> hsmpool.v1.KeyRecord
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	10, // 9: hsmpool.v1.Command.put_role_definition:type_name -> hsmpool.v1.PutRoleDefinition
+	11, // 10: hsmpool.v1.Command.delete_role_definition:type_name -> hsmpool.v1.DeleteRoleDefinition
+	12, // 11: hsmpool.v1.Command.put_role_assignment:type_name -> hsmpool.v1.PutRoleAssignment
+	13, // 12: hsmpool.v1.Command.delete_role_assignment:type_name -> hsmpool.v1.DeleteRoleAssignment
+	14, // 13: hsmpool.v1.Command.put_principal:type_name -> hsmpool.v1.PutPrincipal
+	15, // 14: hsmpool.v1.Command.delete_principal:type_name -> hsmpool.v1.DeletePrincipal
+	16, // 15: hsmpool.v1.Command.add_credential:type_name -> hsmpool.v1.AddCredential
+	17, // 16: hsmpool.v1.Command.remove_credential:type_name -> hsmpool.v1.RemoveCredential
+	21, // 17: hsmpool.v1.InitPool.principals:type_name -> hsmpool.v1.PrincipalRecord
+	27, // 18: hsmpool.v1.InitPool.assignments:type_name -> hsmpool.v1.RoleAssignment
+	18, // 19: hsmpool.v1.Activate.kek_check:type_name -> hsmpool.v1.KEKCheck
+	22, // 20: hsmpool.v1.PutKeyVersion.version:type_name -> hsmpool.v1.KeyVersion
+	28, // 21: hsmpool.v1.UpdateKeyVersion.key_ops:type_name -> hsmpool.v1.KeyOps
+	29, // 22: hsmpool.v1.UpdateKeyVersion.tags:type_name -> hsmpool.v1.Tags
+	30, // 23: hsmpool.v1.UpdateKeyVersion.release_policy:type_name -> hsmpool.v1.ReleasePolicy
+	23, // 24: hsmpool.v1.RestoreKey.key:type_name -> hsmpool.v1.KeyRecord
+	31, // 25: hsmpool.v1.SetRotationPolicy.policy:type_name -> hsmpool.v1.RotationPolicy
+	32, // 26: hsmpool.v1.PutRoleDefinition.definition:type_name -> hsmpool.v1.RoleDefinition
+	27, // 27: hsmpool.v1.PutRoleAssignment.assignment:type_name -> hsmpool.v1.RoleAssignment
+	21, // 28: hsmpool.v1.PutPrincipal.principal:type_name -> hsmpool.v1.PrincipalRecord
+	19, // 29: hsmpool.v1.AddCredential.secret:type_name -> hsmpool.v1.SecretRecord
+	20, // 30: hsmpool.v1.AddCredential.certificate:type_name -> hsmpool.v1.CertificateRecord
+	19, // 31: hsmpool.v1.PrincipalRecord.secrets:type_name -> hsmpool.v1.SecretRecord
+	20, // 32: hsmpool.v1.PrincipalRecord.certificates:type_name -> hsmpool.v1.CertificateRecord
+	33, // 33: hsmpool.v1.KeyVersion.public:type_name -> hsmpool.v1.PublicKey
+	34, // 34: hsmpool.v1.KeyVersion.attributes:type_name -> hsmpool.v1.KeyAttributes
+	26, // 35: hsmpool.v1.KeyVersion.tags:type_name -> hsmpool.v1.KeyVersion.TagsEntry
+	30, // 36: hsmpool.v1.KeyVersion.release_policy:type_name -> hsmpool.v1.ReleasePolicy
+	22, // 37: hsmpool.v1.KeyRecord.versions:type_name -> hsmpool.v1.KeyVersion
+	31, // 38: hsmpool.v1.KeyRecord.rotation_policy:type_name -> hsmpool.v1.RotationPolicy
+	35, // 39: hsmpool.v1.KeyRecord.deletion:type_name -> hsmpool.v1.Deletion
+	21, // 40: hsmpool.v1.PoolRecord.principals:type_name -> hsmpool.v1.PrincipalRecord
+	18, // 41: hsmpool.v1.PoolRecord.kek_check:type_name -> hsmpool.v1.KEKCheck
+	32, // 42: hsmpool.v1.PoolRecord.role_definitions:type_name -> hsmpool.v1.RoleDefinition
+	27, // 43: hsmpool.v1.PoolRecord.role_assignments:type_name -> hsmpool.v1.RoleAssignment
+	24, // 44: hsmpool.v1.State.pool:type_name -> hsmpool.v1.PoolRecord
+	23, // 45: hsmpool.v1.State.keys:type_name -> hsmpool.v1.KeyRecord
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_hsmpool_v1_state_proto_init() }
@@ -1588,6 +2324,7 @@ func file_hsmpool_v1_state_proto_init() {
 		return
 	}
 	file_hsmpool_v1_keys_proto_init()
+	file_hsmpool_v1_access_proto_init()
 	file_hsmpool_v1_state_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_InitPool)(nil),
 		(*Command_Activate)(nil),
@@ -1598,15 +2335,27 @@ func file_hsmpool_v1_state_proto_init() {
 		(*Command_PurgeKey)(nil),
 		(*Command_RestoreKey)(nil),
 		(*Command_SetRotationPolicy)(nil),
+		(*Command_PutRoleDefinition)(nil),
+		(*Command_DeleteRoleDefinition)(nil),
+		(*Command_PutRoleAssignment)(nil),
+		(*Command_DeleteRoleAssignment)(nil),
+		(*Command_PutPrincipal)(nil),
+		(*Command_DeletePrincipal)(nil),
+		(*Command_AddCredential)(nil),
+		(*Command_RemoveCredential)(nil),
 	}
 	file_hsmpool_v1_state_proto_msgTypes[4].OneofWrappers = []any{}
+	file_hsmpool_v1_state_proto_msgTypes[16].OneofWrappers = []any{
+		(*AddCredential_Secret)(nil),
+		(*AddCredential_Certificate)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hsmpool_v1_state_proto_rawDesc), len(file_hsmpool_v1_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
