@@ -98,6 +98,8 @@ func newEnv(t *testing.T, opts ...func(*Config)) *env {
 	pb.RegisterKeysServer(gs, struct{ pb.KeysServer }{})
 	pb.RegisterSecurityDomainServer(gs, struct{ pb.SecurityDomainServer }{})
 	pb.RegisterPoolServer(gs, struct{ pb.PoolServer }{})
+	pb.RegisterAccessServer(gs, struct{ pb.AccessServer }{})
+	pb.RegisterPrincipalsServer(gs, struct{ pb.PrincipalsServer }{})
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -111,6 +113,8 @@ func newEnv(t *testing.T, opts ...func(*Config)) *env {
 		Keys:           pb.NewKeysClient(cc),
 		SecurityDomain: pb.NewSecurityDomainClient(cc),
 		Pool:           pb.NewPoolClient(cc),
+		Access:         pb.NewAccessClient(cc),
+		Principals:     pb.NewPrincipalsClient(cc),
 		Identity: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.WriteString(w, "identity:"+r.URL.Path)
 		}),

@@ -25,6 +25,8 @@ type Config struct {
 	Keys           pb.KeysClient
 	SecurityDomain pb.SecurityDomainClient
 	Pool           pb.PoolClient
+	Access         pb.AccessClient
+	Principals     pb.PrincipalsClient
 	// Identity serves the identity provider's endpoints (OIDC discovery, JWKS, token); it and
 	// OwnsIdentity are both set or both nil.
 	Identity http.Handler
@@ -59,6 +61,8 @@ type Gateway struct {
 	keys         pb.KeysClient
 	sd           pb.SecurityDomainClient
 	pool         pb.PoolClient
+	access       pb.AccessClient
+	principals   pb.PrincipalsClient
 	identity     http.Handler
 	ownsIdentity func(string) bool
 	challenge    string
@@ -75,6 +79,8 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, errors.New("gateway config: SecurityDomain is required")
 	case cfg.Pool == nil:
 		return nil, errors.New("gateway config: Pool is required")
+	case cfg.Access == nil || cfg.Principals == nil:
+		return nil, errors.New("gateway config: Access and Principals are required")
 	case (cfg.Identity == nil) != (cfg.OwnsIdentity == nil):
 		return nil, errors.New("gateway config: Identity and OwnsIdentity must be set together")
 	case cfg.Challenge == nil:
@@ -90,6 +96,8 @@ func New(cfg Config) (*Gateway, error) {
 		keys:         cfg.Keys,
 		sd:           cfg.SecurityDomain,
 		pool:         cfg.Pool,
+		access:       cfg.Access,
+		principals:   cfg.Principals,
 		identity:     cfg.Identity,
 		ownsIdentity: cfg.OwnsIdentity,
 		challenge:    cfg.Challenge(cfg.Resource),

@@ -435,6 +435,7 @@ func TestNew(t *testing.T) {
 	ok := func() Config {
 		return Config{
 			Keys: pb.NewKeysClient(nil), SecurityDomain: pb.NewSecurityDomainClient(nil), Pool: pb.NewPoolClient(nil),
+			Access: pb.NewAccessClient(nil), Principals: pb.NewPrincipalsClient(nil),
 			Challenge: func(string) string { return testChallenge }, Resource: testResource,
 		}
 	}

@@ -13,8 +13,9 @@ import (
 // c.status when success is not 200.
 type handler func(g *Gateway, c *call) (any, error)
 
-// route is one operation. In path, "{name}" matches any segment and "{version}" any segment but
-// an operation word (see reservedOps); other segments match case-insensitively.
+// route is one operation. In path, "{name}" matches any segment, "{version}" any segment but
+// an operation word (see reservedOps), and "{id}" any segment (into call.version); other segments
+// match case-insensitively.
 type route struct {
 	method string
 	path   string
@@ -80,11 +81,48 @@ var routeTable = []route{
 	{method: post, path: "securitydomain/upload", name: "SecurityDomainUpload", serve: refuse("Security-domain recovery is not available on this pool yet.")},
 }
 
+// rbacRoutes are local RBAC's paths at each scope (azure-mhsm-api.md §5.2): "" is "/", "keys/" is
+// "/keys" and "keys/{name}/" a key; role definitions exist at "/" and "/keys" only.
+func rbacRoutes() []route {
+	var rs []route
+	for _, scope := range []string{"", "keys/", "keys/{name}/"} {
+		defs := scope + "providers/Microsoft.Authorization/roleDefinitions"
+		asgs := scope + "providers/Microsoft.Authorization/roleAssignments"
+		if scope != "keys/{name}/" {
+			rs = append(rs,
+				route{method: get, path: defs, name: "RoleDefinitions_List", serve: (*Gateway).listRoleDefinitions},
+				route{method: get, path: defs + "/{id}", name: "RoleDefinitions_Get", serve: (*Gateway).getRoleDefinition},
+				route{method: put, path: defs + "/{id}", name: "RoleDefinitions_CreateOrUpdate", serve: (*Gateway).putRoleDefinition},
+				route{method: del, path: defs + "/{id}", name: "RoleDefinitions_Delete", serve: (*Gateway).deleteRoleDefinition})
+		}
+		rs = append(rs,
+			route{method: get, path: asgs, name: "RoleAssignments_ListForScope", serve: (*Gateway).listRoleAssignments},
+			route{method: get, path: asgs + "/{id}", name: "RoleAssignments_Get", serve: (*Gateway).getRoleAssignment},
+			route{method: put, path: asgs + "/{id}", name: "RoleAssignments_Create", serve: (*Gateway).createRoleAssignment},
+			route{method: del, path: asgs + "/{id}", name: "RoleAssignments_Delete", serve: (*Gateway).deleteRoleAssignment})
+	}
+	return rs
+}
+
+// principalRoutes are the pool's own API for its service principals ({name} is an object or
+// client ID, {id} a credential ID).
+var principalRoutes = []route{
+	{method: post, path: "principals", name: "CreatePrincipal", serve: (*Gateway).createPrincipal},
+	{method: get, path: "principals", name: "ListPrincipals", serve: (*Gateway).listPrincipals},
+	{method: get, path: "principals/{name}", name: "GetPrincipal", serve: (*Gateway).getPrincipal},
+	{method: del, path: "principals/{name}", name: "DeletePrincipal", serve: (*Gateway).deletePrincipal},
+	{method: post, path: "principals/{name}/secrets", name: "AddSecret", serve: (*Gateway).addSecret},
+	{method: post, path: "principals/{name}/certificates", name: "AddCertificate", serve: (*Gateway).addCertificate},
+	{method: del, path: "principals/{name}/credentials/{id}", name: "RemoveCredential", serve: (*Gateway).removeCredential},
+}
+
 // reservedOps are the words that follow /keys/{name}/ in routeTable. Such a segment is that
 // operation, never a version (versions are 32 hex digits, so nothing is lost).
 var reservedOps = map[string]bool{}
 
 func init() {
+	routeTable = append(routeTable, rbacRoutes()...)
+	routeTable = append(routeTable, principalRoutes...)
 	for i := range routeTable {
 		r := &routeTable[i]
 		r.segs = strings.Split(r.path, "/")
@@ -145,6 +183,8 @@ func (r *route) match(segs []string) (name, version string, ok bool) {
 			if reservedOps[strings.ToLower(segs[i])] {
 				return "", "", false
 			}
+			version = segs[i]
+		case "{id}": // a route's second parameter: role or credential GUIDs
 			version = segs[i]
 		default:
 			if !strings.EqualFold(p, segs[i]) {
