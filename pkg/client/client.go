@@ -9,6 +9,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azadmin/rbac"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 )
 
@@ -25,10 +26,13 @@ type Client struct {
 	cred *azidentity.ClientSecretCredential
 	keys *azkeys.Client
 	sd   *SecurityDomainClient
+	pr   *PrincipalsClient
+	rbac *rbac.Client
 }
 
 // New builds the clients of the pool that f describes: the HTTP client ([NewHTTPClient] with f.CAFile), the
-// credential, the keys client and the security-domain client, all on the same transport.
+// credential, the keys client, the security-domain client, the principals client and the RBAC client, all on the
+// same transport.
 func New(f *File, opts *Options) (*Client, error) {
 	if err := f.Validate(); err != nil {
 		return nil, err
@@ -56,7 +60,15 @@ func New(f *File, opts *Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{url: f.URL, http: hc, cred: cred, keys: keys, sd: sd}, nil
+	pr, err := NewPrincipalsClient(f.URL, cred, &PrincipalsClientOptions{ClientOptions: base})
+	if err != nil {
+		return nil, err
+	}
+	rc, err := rbac.NewClient(f.URL, cred, &rbac.ClientOptions{ClientOptions: base})
+	if err != nil {
+		return nil, fmt.Errorf("make the RBAC client: %w", err)
+	}
+	return &Client{url: f.URL, http: hc, cred: cred, keys: keys, sd: sd, pr: pr, rbac: rc}, nil
 }
 
 // URL returns the pool's data-plane URL.
@@ -74,3 +86,9 @@ func (c *Client) Keys() *azkeys.Client { return c.keys }
 
 // SecurityDomain returns the client of the security-domain endpoints.
 func (c *Client) SecurityDomain() *SecurityDomainClient { return c.sd }
+
+// Principals returns the client of the pool's principals API.
+func (c *Client) Principals() *PrincipalsClient { return c.pr }
+
+// RBAC returns the client of the local RBAC API (role definitions and assignments), the Azure SDK's azadmin/rbac.
+func (c *Client) RBAC() *rbac.Client { return c.rbac }

@@ -16,7 +16,12 @@
 //   - an *azidentity.ClientSecretCredential that gets tokens from the pool's own token endpoint;
 //   - an *azkeys.Client for the keys API;
 //   - a [SecurityDomainClient] for the security-domain download and its status, which no Azure SDK for Go
-//     covers.
+//     covers;
+//   - a [PrincipalsClient] for the pool's own service principals and their credentials (Azure has no such API:
+//     Entra ID manages principals there);
+//   - an *rbac.Client (azadmin) for local RBAC: role definitions and role assignments.
+//
+// [WriteFile] writes a client file, for instance for a principal just made ([File.ForPrincipal]).
 //
 // Errors from the pool have the Azure shape {"error":{"code","message"}}; [AsError] turns the SDKs' errors, and
 // those of this package, into an [*Error] that shows the code, the HTTP status and the message.
@@ -31,5 +36,6 @@
 //
 // # Concurrency
 //
-// A [Client] and a [SecurityDomainClient] are safe for concurrent use; the token is shared and cached.
+// A [Client], a [SecurityDomainClient] and a [PrincipalsClient] are safe for concurrent use; the token is shared
+// and cached.
 package client
