@@ -54,8 +54,8 @@ type Entry struct {
 	Status int
 	// ErrorCode is the Azure error code of a request that did not succeed ("Forbidden", "KeyNotFound").
 	ErrorCode string
-	// Duration is how long the request took; it is written in whole microseconds.
-	Duration time.Duration
+	// Duration is how long the request took, in microseconds.
+	Duration int64
 }
 
 // timeLayout is RFC 3339 with exactly nine digits of fraction, so that lines of one day have the same width and sort
@@ -89,7 +89,7 @@ func appendLine(b []byte, seq uint64, prev *[32]byte, e *Entry) []byte {
 	b = strconv.AppendInt(b, int64(e.Status), 10)
 	b = appendField(b, "errorCode", e.ErrorCode, true)
 	b = append(b, `,"durationUs":`...)
-	b = strconv.AppendInt(b, e.Duration.Microseconds(), 10)
+	b = strconv.AppendInt(b, e.Duration, 10)
 	return append(b, '}')
 }
 

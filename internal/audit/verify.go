@@ -173,7 +173,7 @@ func parseLine(b []byte, buf *[]byte) (parsed, error) {
 		Time: t.UTC(), RequestID: w.RequestID, Principal: w.Principal, PrincipalName: w.PrincipalName,
 		ClientIP: w.ClientIP, Operation: w.Operation, Action: w.Action, Scope: w.Scope, Key: w.Key,
 		Version: w.Version, Outcome: w.Outcome, Status: w.Status, ErrorCode: w.ErrorCode,
-		Duration: time.Duration(w.DurationUs) * time.Microsecond,
+		Duration: w.DurationUs,
 	}
 	*buf = appendLine((*buf)[:0], p.seq, &p.prev, &p.entry)
 	if !bytes.Equal(*buf, b) {
