@@ -49,7 +49,7 @@ func TestAzidentityClientSecret(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
-	want := Claims{ObjectID: appObjectID, ClientID: appClientID, TenantID: testTenant, Audience: testResource,
+	want := Claims{Issuer: f.iss.Issuer(), ObjectID: appObjectID, ClientID: appClientID, TenantID: testTenant, Audience: testResource,
 		Expiry: f.clock.now().Truncate(time.Second).Add(DefaultLifetime)}
 	if !claims.Expiry.Equal(want.Expiry) {
 		t.Errorf("Expiry = %v, want %v", claims.Expiry, want.Expiry)

@@ -85,7 +85,8 @@ type fixture struct {
 	tokenHits atomic.Int64
 }
 
-func newFixture(t *testing.T) *fixture {
+// newFixture makes the fixture with the app and old principals, and extra ones.
+func newFixture(t *testing.T, extra ...Principal) *fixture {
 	t.Helper()
 	f := &fixture{clock: newClock(time.Now()), log: &lockedBuffer{}}
 	var err error
@@ -101,6 +102,9 @@ func newFixture(t *testing.T) *fixture {
 	dir := directory{
 		appClientID: {ObjectID: appObjectID, ClientID: appClientID, DisplayName: "app", Secrets: []SecretHash{spareHash, appHash}},
 		oldClientID: {ObjectID: oldObjectID, ClientID: oldClientID, DisplayName: "old", Secrets: []SecretHash{oldHash}},
+	}
+	for _, p := range extra {
+		dir[p.ClientID] = p
 	}
 
 	f.srv = httptest.NewUnstartedServer(nil)

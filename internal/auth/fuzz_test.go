@@ -4,6 +4,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -38,7 +41,7 @@ func fuzzIssuer(f *testing.F) (*Issuer, string, Claims, string) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	want := Claims{ObjectID: appObjectID, ClientID: appClientID, TenantID: testTenant, Audience: testResource, Expiry: exp}
+	want := Claims{Issuer: iss.Issuer(), ObjectID: appObjectID, ClientID: appClientID, TenantID: testTenant, Audience: testResource, Expiry: exp}
 	return iss, tok, want, string(s.Reveal())
 }
 
@@ -129,4 +132,93 @@ func basic(user, pass string) string {
 	r, _ := http.NewRequest("GET", "/", nil)
 	r.SetBasicAuth(user, pass)
 	return strings.TrimPrefix(r.Header.Get("Authorization"), "Basic ")
+}
+
+// FuzzClientAssertion: the assertion check never panics, refuses with invalid_client (or
+// temporarily_unavailable) without echoing the assertion, and accepts only assertions made
+// here with a registered certificate's key, each jti once.
+func FuzzClientAssertion(f *testing.F) {
+	iss, _, _, _ := fuzzIssuer(f)
+	now := iss.now()
+	certs := newCertSet(f, now)
+	p := certs.principal()
+	claims := func(jti string) map[string]any {
+		return map[string]any{"aud": iss.tokenEndpoint(), "iss": certClientID, "sub": certClientID, "jti": jti,
+			"nbf": now.Unix(), "exp": now.Unix() + 600}
+	}
+	genuine := map[string]bool{}
+	add := func(jti string, alg jose.SignatureAlgorithm, key any, h map[string]any) {
+		genuine[jti] = true
+		f.Add(assertion(f, alg, key, h, claims(jti)))
+	}
+	add("g1", jose.PS256, certs.rsa.key, map[string]any{"x5t#S256": x5tS256(certs.rsa)})
+	add("g2", jose.RS256, certs.rsa.key, map[string]any{"x5t": x5t(certs.rsa)})
+	add("g3", jose.ES256, certs.ec.key, map[string]any{"x5t#S256": x5tS256(certs.ec)})
+	add("g4", jose.PS256, certs.rsa.key, map[string]any{"x5c": []string{base64.StdEncoding.EncodeToString(certs.rsa.cert.Raw)}})
+	f.Add(assertion(f, jose.PS256, certs.other.key, map[string]any{"x5t#S256": x5tS256(certs.other)}, claims("o1")))
+	f.Add(assertion(f, jose.PS256, certs.expired.key, map[string]any{"x5t#S256": x5tS256(certs.expired)}, claims("o2")))
+	for _, s := range []string{"", "a.b.c", "...", "e30.e30.e30", `{"payload":"e30","signatures":[]}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, a string) {
+		oe := iss.checkAssertion(p, certClientID, a)
+		if oe == nil {
+			jws, err := jose.ParseSignedCompact(a, assertionAlgs)
+			if err != nil {
+				t.Fatalf("accepted an assertion go-jose cannot parse: %v", err)
+			}
+			var c struct {
+				ID string `json:"jti"`
+			}
+			if json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &c) != nil || !genuine[c.ID] {
+				t.Fatalf("accepted an assertion that was not made here")
+			}
+			return
+		}
+		if oe.code != "invalid_client" && oe.code != "temporarily_unavailable" {
+			t.Fatalf("error code %q", oe.code)
+		}
+		if len(a) >= 16 && strings.Contains(oe.description(), a) {
+			t.Fatal("the error echoes the assertion")
+		}
+	})
+}
+
+// FuzzParseJWKS: a fetched JWKS is untrusted bytes; parseJWKS never panics and returns only
+// public RSA (2048 bits or more) or P-256 signing keys.
+func FuzzParseJWKS(f *testing.F) {
+	k := mustP256(f)
+	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k, KeyID: "private"}, {Key: &k.PublicKey, KeyID: "a", Use: "sig"}}})
+	for _, s := range []string{string(set), `{"keys":[]}`, `{"keys":[{"kty":"oct","k":"AAAA"}]}`, `{}`, `[]`, `{"keys":[null,1,"x"]}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		keys, err := parseJWKS(b)
+		if err != nil {
+			if len(keys) != 0 {
+				t.Fatal("keys with an error")
+			}
+			return
+		}
+		if len(keys) == 0 {
+			t.Fatal("no keys and no error")
+		}
+		for _, key := range keys {
+			if !key.IsPublic() {
+				t.Fatal("a private key")
+			}
+			switch pk := key.Key.(type) {
+			case *rsa.PublicKey:
+				if pk.N.BitLen() < minRSABits {
+					t.Fatal("a small RSA key")
+				}
+			case *ecdsa.PublicKey:
+				if pk.Curve != elliptic.P256() {
+					t.Fatal("an EC key not on P-256")
+				}
+			default:
+				t.Fatalf("a %T key", key.Key)
+			}
+		}
+	})
 }

@@ -67,9 +67,11 @@ func (i *Issuer) Owns(path string) bool {
 //   - GET /{tenant}/v2.0/.well-known/openid-configuration: the OpenID discovery document.
 //   - GET /{tenant}/discovery/v2.0/keys: the JWKS with the signing key (kid, alg ES256, use sig).
 //   - POST /{tenant}/oauth2/v2.0/token: the client-credentials grant, with client_id and
-//     client_secret in the form or in HTTP Basic; scope "<resource>/.default", optionally
-//     followed by "openid offline_access profile"; the token's aud is <resource>. Other
-//     parameters (claims, client_info, x-client-*) are ignored.
+//     either client_secret (in the form or in HTTP Basic) or a client_assertion of type
+//     jwt-bearer signed with one of the principal's certificates (private_key_jwt, as
+//     azidentity's ClientCertificateCredential sends it); scope "<resource>/.default",
+//     optionally followed by "openid offline_access profile"; the token's aud is <resource>.
+//     Other parameters (claims, client_info, x-client-*) are ignored.
 //   - /{tenant}/oauth2/v2.0/authorize: 400, there is no interactive sign-in; it exists because
 //     MSAL requires an authorization_endpoint in the discovery document.
 //
@@ -147,12 +149,13 @@ func (i *Issuer) discovery() map[string]any {
 		"authorization_endpoint":                base + "/oauth2/v2.0/authorize",
 		"token_endpoint":                        base + "/oauth2/v2.0/token",
 		"jwks_uri":                              base + "/discovery/v2.0/keys",
-		"token_endpoint_auth_methods_supported": []string{"client_secret_post", "client_secret_basic"},
-		"grant_types_supported":                 []string{"client_credentials"},
-		"response_types_supported":              []string{},
-		"subject_types_supported":               []string{"public"},
-		"id_token_signing_alg_values_supported": []string{string(jose.ES256)},
-		"scopes_supported":                      []string{"openid", "profile", "offline_access"},
+		"token_endpoint_auth_methods_supported": []string{"client_secret_post", "client_secret_basic", "private_key_jwt"},
+		"token_endpoint_auth_signing_alg_values_supported": []string{string(jose.PS256), string(jose.RS256), string(jose.ES256)},
+		"grant_types_supported":                            []string{"client_credentials"},
+		"response_types_supported":                         []string{},
+		"subject_types_supported":                          []string{"public"},
+		"id_token_signing_alg_values_supported":            []string{string(jose.ES256)},
+		"scopes_supported":                                 []string{"openid", "profile", "offline_access"},
 		"claims_supported": []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti",
 			"tid", "oid", "azp", "appid", "azpacr", "idtyp", "ver"},
 	}
@@ -249,7 +252,7 @@ type credentialKind int
 const (
 	credNone      credentialKind = iota // no credential at all
 	credSecret                          // client_secret, in the form or in HTTP Basic
-	credAssertion                       // client_assertion of type jwt-bearer (private_key_jwt); not supported yet
+	credAssertion                       // client_assertion of type jwt-bearer (private_key_jwt)
 )
 
 // azpacr is the token claim that says how the client authenticated, as Entra ID sets it:
@@ -460,9 +463,13 @@ func (i *Issuer) authenticate(ctx context.Context, c clientCredential) (Principa
 	}
 	switch c.kind {
 	case credAssertion:
-		// The client_assertion (certificate) branch goes here: verify the JWT against the
-		// principal's certificates, with aud = the token endpoint and a jti replay check.
-		return invalidClient(7000219, "client assertions (certificate credentials) are not supported by this pool yet; use a client secret")
+		if len(p.Certificates) == 0 {
+			return invalidClient(700027, "the application '%s' has no certificate credential; use a client secret", c.shownID())
+		}
+		if oe := i.checkAssertion(p, c.id, c.assertion); oe != nil {
+			return Principal{}, oe
+		}
+		return p, nil
 	case credSecret:
 		switch checkSecret(p, c.secret, i.now()) {
 		case secretValid:

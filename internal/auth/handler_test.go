@@ -138,7 +138,7 @@ func TestHandler(t *testing.T) {
 			body: form("client_id", oldClientID, "grant_type", "client_credentials", "scope", testScope), wantStatus: 400, wantError: "invalid_request"},
 		{name: "client assertion", body: form("client_id", appClientID, "client_assertion_type", assertionTypeJWT,
 			"client_assertion", "eyJhbGciOiJQUzI1NiJ9.e30.c2ln", "grant_type", "client_credentials", "scope", testScope),
-			wantStatus: 401, wantError: "invalid_client", wantAADSTS: "7000219"},
+			wantStatus: 401, wantError: "invalid_client", wantAADSTS: "700027"}, // the app has no certificate
 		{name: "client assertion of another type", body: form("client_id", appClientID, "client_assertion_type", "saml",
 			"client_assertion", "x", "grant_type", "client_credentials", "scope", testScope), wantStatus: 400, wantError: "invalid_request"},
 		{name: "secret and assertion", body: goSDK("client_assertion_type", assertionTypeJWT, "client_assertion", "x"),

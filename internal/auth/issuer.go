@@ -61,6 +61,9 @@ type IssuerConfig struct {
 	// Logger receives one record per token issued or refused (never the secret or token);
 	// nil discards them.
 	Logger *slog.Logger
+	// External are the OpenID Connect issuers whose access tokens Validate accepts besides
+	// the pool's; see ExternalIssuer.
+	External []ExternalIssuer
 }
 
 // Issuer issues and validates the pool's access tokens. See the package doc.
@@ -75,7 +78,16 @@ type Issuer struct {
 	now       func() time.Time
 	log       *slog.Logger
 	dir       Directory
-	valid     *lru.Cache[[sha256.Size]byte, Claims] // tokens that passed validate
+	valid     *lru.Cache[[sha256.Size]byte, validToken] // tokens that passed validate
+	external  map[string]*external                      // trusted external issuers by iss
+	algs      []jose.SignatureAlgorithm                 // of tokens Validate parses
+	replay    *replayCache                              // jtis of client assertions
+}
+
+// validToken is a token that passed validate, as its cache keeps it.
+type validToken struct {
+	claims   Claims
+	external *external // nil for the pool's own tokens
 }
 
 var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
@@ -147,8 +159,24 @@ func NewIssuer(cfg IssuerConfig, dir Directory) (*Issuer, error) {
 		now:       now,
 		log:       log,
 		dir:       dir,
+		algs:      []jose.SignatureAlgorithm{jose.ES256},
+		replay:    newReplayCache(replayCacheSize),
 	}
-	i.valid, _ = lru.New[[sha256.Size]byte, Claims](validCacheSize) // fails only for a size < 1
+	i.valid, _ = lru.New[[sha256.Size]byte, validToken](validCacheSize) // fails only for a size < 1
+	for k, e := range cfg.External {
+		x, err := newExternal(e, i.issuer, now)
+		if err != nil {
+			return nil, bad(fmt.Sprintf("External[%d]", k), "%v", err)
+		}
+		if _, dup := i.external[x.issuer]; dup {
+			return nil, bad(fmt.Sprintf("External[%d]", k), "issuer %q is listed twice", x.issuer)
+		}
+		if i.external == nil {
+			i.external = map[string]*external{}
+			i.algs = append(i.algs, jose.RS256, jose.PS256)
+		}
+		i.external[x.issuer] = x
+	}
 	if err := i.probe(); err != nil {
 		return nil, fmt.Errorf("new issuer: %w", err)
 	}
@@ -245,47 +273,59 @@ func (i *Issuer) issue(p Principal, aud, authMethod string) (string, time.Time, 
 
 // Claims of a validated access token.
 type Claims struct {
+	Issuer string // iss: the pool's (Issuer.Issuer) or a trusted external issuer's
+	// External is true for a token of a trusted external issuer (IssuerConfig.External):
+	// its ObjectID is that issuer's oid, not necessarily a principal of the pool.
+	External bool
 	ObjectID string // oid: the principal, as in role assignments
-	ClientID string // azp/appid
-	TenantID string // tid
+	ClientID string // azp/appid; may be empty for an external issuer's token
+	TenantID string // tid; may be empty for an external issuer's token
 	Audience string // aud: the resource the token was issued for
 	Expiry   time.Time
-	// NotBefore is nbf; Validate checks it again when it answers from its cache.
+	// NotBefore is nbf (zero if an external token has none); Validate checks it again when it
+	// answers from its cache.
 	NotBefore time.Time
 }
 
 // Validate checks an access token: a compact JWS with alg ES256 and the pool's key ID, a valid
 // signature, the pool's issuer and tenant, exactly one audience which is one of audiences,
 // and exp/nbf/iat present and within one minute of skew. Every failure is fault.Unauthorized
-// with a message that says what was wrong and never contains the token. ctx is for issuers
-// whose keys must be fetched; the pool's own are at hand.
+// with a message that says what was wrong and never contains the token.
+//
+// A token whose iss is a trusted external issuer's (IssuerConfig.External) is checked
+// against that issuer instead, see ExternalIssuer: its audiences replace audiences. ctx
+// bounds the fetch of an external issuer's JWKS; the pool's own key is at hand.
 func (i *Issuer) Validate(ctx context.Context, token string, audiences ...string) (Claims, error) {
 	// A valid token's signature, issuer, tenant and type never change, so a token seen before
 	// needs only its times and audience checked again: the ECDSA verification and JSON
 	// parsing cost more than a P-256 signature in the HSM. Only valid tokens are cached,
 	// keyed by their SHA-256, and the cache is bounded.
 	sum := sha256.Sum256([]byte(token))
-	if c, ok := i.valid.Get(sum); ok {
+	if v, ok := i.valid.Get(sum); ok {
 		now := i.now()
-		if slices.Contains(audiences, c.Audience) && !now.Before(c.NotBefore.Add(-skew)) && now.Before(c.Expiry.Add(skew)) {
+		c, accept := v.claims, audiences
+		if v.external != nil {
+			accept = v.external.audiences
+		}
+		if len(audiences) > 0 && slices.Contains(accept, c.Audience) && !now.Before(c.NotBefore.Add(-skew)) && now.Before(c.Expiry.Add(skew)) {
 			return c, nil
 		}
 		i.valid.Remove(sum)
 	}
-	claims, err := i.validate(ctx, token, audiences)
+	v, err := i.validate(ctx, token, audiences)
 	if err != nil {
 		return Claims{}, err
 	}
-	i.valid.Add(sum, claims)
-	return claims, nil
+	i.valid.Add(sum, v)
+	return v.claims, nil
 }
 
 // validCacheSize bounds the cache of valid tokens (about 200 bytes each).
 const validCacheSize = 8192
 
-func (i *Issuer) validate(ctx context.Context, token string, audiences []string) (Claims, error) {
-	fail := func(format string, args ...any) (Claims, error) {
-		return Claims{}, fmt.Errorf("validate token: %s: %w", fmt.Sprintf(format, args...), fault.Unauthorized)
+func (i *Issuer) validate(ctx context.Context, token string, audiences []string) (validToken, error) {
+	fail := func(format string, args ...any) (validToken, error) {
+		return validToken{}, fmt.Errorf("validate token: %s: %w", fmt.Sprintf(format, args...), fault.Unauthorized)
 	}
 	if len(audiences) == 0 {
 		return fail("no accepted audience given")
@@ -296,16 +336,37 @@ func (i *Issuer) validate(ctx context.Context, token string, audiences []string)
 	case len(token) > maxTokenLen:
 		return fail("token is longer than %d bytes", maxTokenLen)
 	}
-	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(token, i.algs)
 	if err != nil {
-		return fail("not a compact JWS signed with ES256")
+		return fail("not a compact JWS signed with %s", algNames(i.algs))
 	}
 	if len(jws.Signatures) != 1 {
 		return fail("token has %d signatures, want 1", len(jws.Signatures))
 	}
+	// The unverified iss only chooses whose rules apply; the external issuer's checks start
+	// with its signature.
+	if len(i.external) > 0 {
+		iss := unverifiedIssuer(jws)
+		if e, ok := i.external[iss]; ok {
+			c, err := i.validateExternal(ctx, e, jws)
+			if err != nil {
+				return validToken{}, err
+			}
+			return validToken{claims: c, external: e}, nil
+		}
+		if iss != i.issuer {
+			return fail("the issuer is neither this pool's nor a trusted external issuer")
+		}
+	}
+	if jws.Signatures[0].Header.Algorithm != string(jose.ES256) {
+		return fail("not a compact JWS signed with ES256")
+	}
 	key, err := i.verificationKey(ctx, jws.Signatures[0].Header.KeyID)
 	if err != nil {
-		return Claims{}, fmt.Errorf("validate token: %w", err)
+		if unverifiedIssuer(jws) != i.issuer {
+			return fail("the issuer is neither this pool's nor a trusted external issuer")
+		}
+		return validToken{}, fmt.Errorf("validate token: %w", err)
 	}
 	payload, err := jws.Verify(key)
 	if err != nil {
@@ -351,19 +412,39 @@ func (i *Issuer) validate(ctx context.Context, token string, audiences []string)
 	if ext.ObjectID == "" || reg.Subject != ext.ObjectID || ext.AuthorizedParty == "" || ext.AppID != ext.AuthorizedParty {
 		return fail("token lacks a consistent oid, sub, azp and appid")
 	}
-	return Claims{
+	return validToken{claims: Claims{
+		Issuer:    i.issuer,
 		ObjectID:  ext.ObjectID,
 		ClientID:  ext.AuthorizedParty,
 		TenantID:  ext.TenantID,
 		Audience:  reg.Audience[0],
 		Expiry:    reg.Expiry.Time(),
 		NotBefore: reg.NotBefore.Time(),
-	}, nil
+	}}, nil
 }
 
-// verificationKey returns the key that must have signed a token with key ID kid. Only the
-// pool's own key exists today; key rotation (previous keys) and external OIDC issuers (keys
-// from their JWKS, selected by the token's unverified iss) slot in here.
+// unverifiedIssuer is the iss of a token before its signature is checked, or "".
+func unverifiedIssuer(jws *jose.JSONWebSignature) string {
+	var c struct {
+		Issuer string `json:"iss"`
+	}
+	if json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &c) != nil {
+		return ""
+	}
+	return c.Issuer
+}
+
+func algNames(algs []jose.SignatureAlgorithm) string {
+	s := make([]string, len(algs))
+	for k, a := range algs {
+		s[k] = string(a)
+	}
+	return strings.Join(s, ", ")
+}
+
+// verificationKey returns the key that must have signed a pool token with key ID kid. Only
+// the pool's own key exists today; key rotation (previous keys) slots in here. External
+// issuers' keys come from their JWKS (validateExternal).
 func (i *Issuer) verificationKey(_ context.Context, kid string) (crypto.PublicKey, error) {
 	if kid != i.keyID {
 		return nil, fmt.Errorf("key id is not the pool's signing key: %w", fault.Unauthorized)

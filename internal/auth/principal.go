@@ -19,6 +19,16 @@ type Principal struct {
 	ClientID    string // "azp"/"appid": what its credential sends as client_id
 	DisplayName string
 	Secrets     []SecretHash
+	// Certificates are the principal's certificate credentials: a client assertion signed with
+	// the private key of one of them authenticates the principal (see the package doc).
+	Certificates []Certificate
+}
+
+// Certificate is one certificate credential of a principal. Only its public part is stored;
+// the principal keeps the private key.
+type Certificate struct {
+	ID  string // names the credential, for listing and removal; by convention CertificateThumbprint(DER)
+	DER []byte // the X.509 certificate, DER-encoded; see ParseCertificate
 }
 
 // SecretHash is what the pool stores of one client secret.
