@@ -109,7 +109,8 @@ func TestApplyInitPool(t *testing.T) {
 			name: "ok", from: func(testing.TB) *State { return New() }, cmd: initPool(t0 + 5),
 			check: func(t *testing.T, s *State) {
 				p := s.Pool()
-				want := &pb.PoolRecord{Name: "contoso", TenantId: "tenant-1", Created: t0 + 5, RecoverableDays: 30, Principals: []*pb.PrincipalRecord{admin()}}
+				want := &pb.PoolRecord{Name: "contoso", TenantId: "tenant-1", Created: t0 + 5, RecoverableDays: 30, Principals: []*pb.PrincipalRecord{admin()},
+					RoleAssignments: []*pb.RoleAssignment{rootAdmin()}}
 				if !proto.Equal(p, want) {
 					t.Errorf("Pool() = %v, want %v", p, want)
 				}

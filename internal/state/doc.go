@@ -1,5 +1,5 @@
 // Package state is the replicated model of a pool: the pool record (name, tenant, settings,
-// principals, the activated security domain) and its keys, live and soft-deleted, with every
+// principals, custom role definitions, role assignments, the activated security domain) and its keys, live and soft-deleted, with every
 // version's metadata, public key and wrapped blob. [State.Apply] is the deterministic function
 // that every node runs on every command of the Raft log; package fsm feeds it, the core reads
 // it. docs/state.md describes the commands, their errors and the snapshot format.
@@ -17,7 +17,8 @@
 // # Immutability
 //
 // Records are immutable once stored. Every reader — [State.Key], [State.Version], [State.List],
-// [State.Pool], [State.Principal] — gets the stored pointer itself, shared with other readers and
+// [State.Pool], [State.Principal], [State.RoleDefinition], [State.AssignmentsOf] and the other
+// access readers — gets the stored pointer itself, shared with other readers and
 // with later snapshots, and must never modify it (or anything it points to, such as a version's
 // tags map or key_ops slice); a caller that wants to change one clones it with proto.Clone.
 // Apply never modifies a stored message either: it builds new messages, sharing the unchanged
@@ -33,7 +34,7 @@
 //
 // # Security
 //
-// The state holds wrapped key blobs, public keys and hashes of client secrets, never plaintext
-// key material or secrets: whatever a snapshot or a log entry leaks is what the design already
+// The state holds wrapped key blobs, public keys, hashes of client secrets and client
+// certificates, never plaintext key material or secrets: whatever a snapshot or a log entry leaks is what the design already
 // puts on every node's disk. Error messages name keys and versions, never their contents.
 package state

@@ -56,3 +56,42 @@ func errConflict(format string, args ...any) error {
 func errBadParameter(format string, args ...any) error {
 	return rpcerr.New(fault.BadParameter, "BadParameter", format, args...)
 }
+
+// builtInNameText is Azure's message for a custom role that takes a built-in role's GUID.
+const builtInNameText = "Cannot re-use the name/GUID matching that of a built-in role. Please use a unique role ID."
+
+// errRoleDefinitionNotFound is the 404 for a role definition GUID that names no role.
+func errRoleDefinitionNotFound(name string) error {
+	return rpcerr.New(fault.NotFound, "RoleDefinitionNotFound", "the role definition %s does not exist", name)
+}
+
+// errRoleAssignmentNotFound is the 404 for a role assignment name that names no assignment.
+func errRoleAssignmentNotFound(name string) error {
+	return rpcerr.New(fault.NotFound, "RoleAssignmentNotFound", "the role assignment %s does not exist", name)
+}
+
+// errRoleAssignmentExists is the 409 for an assignment whose name is taken, or which grants
+// what another one already grants.
+func errRoleAssignmentExists(format string, args ...any) error {
+	e := rpcerr.New(fault.Conflict, "Conflict", format, args...)
+	e.Inner = "RoleAssignmentExists"
+	return e
+}
+
+// errPrincipalNotFound is the 404 for an object ID that names no principal of the pool.
+func errPrincipalNotFound(objectID string) error {
+	return rpcerr.New(fault.NotFound, "NotFound", "the principal %s does not exist", objectID)
+}
+
+// errLimit refuses a command that would pass one of the pool's limits (Managed HSM's, where it
+// has one). It is a BadParameter, as Azure's RoleAssignmentLimitExceeded is a 400.
+func errLimit(inner, format string, args ...any) error {
+	e := rpcerr.New(fault.BadParameter, "BadParameter", format, args...)
+	e.Inner = inner
+	return e
+}
+
+// errCredentialNotFound is the 404 for a credential ID that a principal does not have.
+func errCredentialNotFound(objectID, id string) error {
+	return rpcerr.New(fault.NotFound, "NotFound", "principal %s has no credential %s", objectID, id)
+}

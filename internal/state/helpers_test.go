@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/hsmpool/hsmpool/internal/authz"
 	"github.com/hsmpool/hsmpool/internal/fault"
 	"github.com/hsmpool/hsmpool/internal/rpcerr"
 	pb "github.com/hsmpool/hsmpool/proto/hsmpool/v1"
@@ -47,6 +49,22 @@ func cmdAt(t int64, op any) *pb.Command {
 		c.Op = &pb.Command_RestoreKey{RestoreKey: o}
 	case *pb.SetRotationPolicy:
 		c.Op = &pb.Command_SetRotationPolicy{SetRotationPolicy: o}
+	case *pb.PutRoleDefinition:
+		c.Op = &pb.Command_PutRoleDefinition{PutRoleDefinition: o}
+	case *pb.DeleteRoleDefinition:
+		c.Op = &pb.Command_DeleteRoleDefinition{DeleteRoleDefinition: o}
+	case *pb.PutRoleAssignment:
+		c.Op = &pb.Command_PutRoleAssignment{PutRoleAssignment: o}
+	case *pb.DeleteRoleAssignment:
+		c.Op = &pb.Command_DeleteRoleAssignment{DeleteRoleAssignment: o}
+	case *pb.PutPrincipal:
+		c.Op = &pb.Command_PutPrincipal{PutPrincipal: o}
+	case *pb.DeletePrincipal:
+		c.Op = &pb.Command_DeletePrincipal{DeletePrincipal: o}
+	case *pb.AddCredential:
+		c.Op = &pb.Command_AddCredential{AddCredential: o}
+	case *pb.RemoveCredential:
+		c.Op = &pb.Command_RemoveCredential{RemoveCredential: o}
 	case nil:
 	default:
 		panic(fmt.Sprintf("cmdAt: %T is not an operation", op))
@@ -54,14 +72,28 @@ func cmdAt(t int64, op any) *pb.Command {
 	return c
 }
 
+// admin is the first administrator of the tests' pool, marked the pre-RBAC way: InitPool turns
+// the mark into its Administrator assignment (rootAdmin).
 func admin() *pb.PrincipalRecord {
-	return &pb.PrincipalRecord{
-		ObjectId:      "0a1b2c3d-0000-4000-8000-00000000000a",
-		ClientId:      "5e6f7a8b-0000-4000-8000-00000000000c",
-		DisplayName:   "admin",
-		Secrets:       []*pb.SecretRecord{{Id: "s1", Hash: bytes.Repeat([]byte{7}, 32)}},
-		Administrator: true,
-	}
+	return setAdministrator(&pb.PrincipalRecord{
+		ObjectId:    "0a1b2c3d-0000-4000-8000-00000000000a",
+		ClientId:    "5e6f7a8b-0000-4000-8000-00000000000c",
+		DisplayName: "admin",
+		Secrets:     []*pb.SecretRecord{{Id: "s1", Hash: bytes.Repeat([]byte{7}, 32)}},
+	}, true)
+}
+
+// setAdministrator sets p's deprecated pre-RBAC mark and returns p.
+func setAdministrator(p *pb.PrincipalRecord, v bool) *pb.PrincipalRecord {
+	//lint:ignore SA1019 the tests make pools as they were made before RBAC
+	p.Administrator = v
+	return p
+}
+
+// isAdministrator reads p's deprecated pre-RBAC mark.
+func isAdministrator(p *pb.PrincipalRecord) bool {
+	//lint:ignore SA1019 the tests check that the migration keeps the mark
+	return p.Administrator
 }
 
 func initPool(t int64) *pb.Command {
@@ -192,6 +224,50 @@ func checkInvariants(tb fataler, s *State) {
 	}
 	if len(s.byClient) != len(s.pool.GetPrincipals()) || len(s.byObject) != len(s.pool.GetPrincipals()) {
 		tb.Fatalf("principal indexes %d/%d for %d principals", len(s.byClient), len(s.byObject), len(s.pool.GetPrincipals()))
+	}
+	for _, p := range s.pool.GetPrincipals() {
+		if s.byClient[strings.ToLower(p.ClientId)] != p || s.byObject[strings.ToLower(p.ObjectId)] != p {
+			tb.Fatalf("principal %s is not indexed as itself", p.ObjectId)
+		}
+	}
+	checkAccessInvariants(tb, s)
+}
+
+// checkAccessInvariants checks the access model: custom roles and assignments sorted by name
+// and unique, every assignment of an existing role that covers its scope, and the index by
+// principal exactly the assignments. The caller holds mu.
+func checkAccessInvariants(tb fataler, s *State) {
+	tb.Helper()
+	defs, as := s.pool.GetRoleDefinitions(), s.pool.GetRoleAssignments()
+	for i := 1; i < len(defs); i++ {
+		if defs[i-1].Name >= defs[i].Name {
+			tb.Fatalf("role definitions not sorted or not unique: %q, %q", defs[i-1].Name, defs[i].Name)
+		}
+	}
+	for i, a := range as {
+		if i > 0 && as[i-1].Name >= a.Name {
+			tb.Fatalf("role assignments not sorted or not unique: %q, %q", as[i-1].Name, a.Name)
+		}
+		var role *pb.RoleDefinition
+		if d, ok := authz.BuiltInRole(a.RoleDefinitionId); ok {
+			role = d
+		} else if j, ok := searchDefinition(defs, a.RoleDefinitionId); ok {
+			role = defs[j]
+		} else {
+			tb.Fatalf("role assignment %s: unknown role %s", a.Name, a.RoleDefinitionId)
+		}
+		if !covers(role.AssignableScopes, a.Scope) {
+			tb.Fatalf("role assignment %s at %s: role %s is assignable at %q only", a.Name, a.Scope, role.Name, role.AssignableScopes)
+		}
+	}
+	want := indexAssignments(as)
+	if len(want) != len(s.byPrincipal) {
+		tb.Fatalf("assignments of %d principals indexed, want %d", len(s.byPrincipal), len(want))
+	}
+	for pid, l := range want {
+		if !slices.Equal(s.byPrincipal[pid], l) {
+			tb.Fatalf("assignments of %s: index %v, want %v", pid, s.byPrincipal[pid], l)
+		}
 	}
 }
 

@@ -29,6 +29,10 @@ type State struct {
 	// byClient and byObject index the pool's principals by lowercased client and object ID:
 	// both are GUIDs, which compare case-insensitively.
 	byClient, byObject map[string]*pb.PrincipalRecord
+	// byPrincipal indexes the pool's role assignments by lowercased principal ID, each list
+	// sorted by name. A list is never modified once stored (AssignmentsOf hands it out); a
+	// change stores a new one.
+	byPrincipal map[string][]*pb.RoleAssignment
 	// unknown holds the fields of a restored pb.State that this node does not know (written by
 	// a newer one), so that its own snapshots pass them on.
 	unknown []byte
@@ -40,6 +44,8 @@ func New() *State {
 		keys:     map[string]*pb.KeyRecord{},
 		byClient: map[string]*pb.PrincipalRecord{},
 		byObject: map[string]*pb.PrincipalRecord{},
+
+		byPrincipal: map[string][]*pb.RoleAssignment{},
 	}
 }
 
