@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 
+	"github.com/hsmpool/hsmpool/internal/auth"
 	"github.com/hsmpool/hsmpool/internal/hsm"
 )
 
@@ -50,6 +52,9 @@ type Config struct {
 	MaxBodyBytes int64 `json:"max_body_bytes"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
+	// ExternalIssuers are OpenID Connect issuers whose access tokens the data plane accepts
+	// besides the pool's own (docs/identity.md).
+	ExternalIssuers []ExternalIssuer `json:"external_issuers,omitempty"`
 }
 
 // TLS names the listener's certificate and the CA that clients trust.
@@ -58,6 +63,20 @@ type TLS struct {
 	KeyFile  string `json:"key_file"`
 	CAFile   string `json:"ca_file"`
 	CAKey    string `json:"ca_key_file,omitempty"` // kept for issuing node certificates later
+}
+
+// ExternalIssuer trusts the access tokens of an OpenID Connect issuer: those whose iss is
+// exactly Issuer, signed with a key of its JWKS, for one of Audiences. Their oid is the caller.
+type ExternalIssuer struct {
+	// Issuer is the tokens' "iss", an https URL, compared exactly.
+	Issuer string `json:"issuer"`
+	// Audiences are the "aud" values accepted from this issuer (not the pool's resource).
+	Audiences []string `json:"audiences"`
+	// JWKSFile is a file holding the issuer's JWKS, read at start; or
+	JWKSFile string `json:"jwks_file,omitempty"`
+	// JWKSURL is the https URL of the issuer's JWKS (its discovery document's jwks_uri),
+	// fetched when first needed, cached, and read again for an unknown key at most once a minute.
+	JWKSURL string `json:"jwks_url,omitempty"`
 }
 
 // Raft is the node's Raft identity and transport address.
@@ -117,6 +136,7 @@ func (c Config) Validate() error {
 	if !uuidRE.MatchString(c.TenantID) {
 		add("tenant_id", "want a lowercase UUID, got %q", c.TenantID)
 	}
+	c.validateExternalIssuers(add)
 	if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
 		add("tls", "cert_file and key_file are required")
 	}
@@ -141,6 +161,52 @@ func (c Config) Validate() error {
 		add("log_level", "want debug, info, warn or error, got %q", c.LogLevel)
 	}
 	return errors.Join(errs...)
+}
+
+// validateExternalIssuers checks external_issuers; the keys name the entry by its index.
+func (c Config) validateExternalIssuers(add func(key, format string, args ...any)) {
+	isHTTPS := func(s string) bool {
+		u, err := url.Parse(s)
+		return err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil && u.Fragment == ""
+	}
+	own := strings.TrimSuffix(c.AuthorityHost, "/") + "/" + c.TenantID + "/v2.0"
+	seen := map[string]int{}
+	for k, e := range c.ExternalIssuers {
+		key := fmt.Sprintf("external_issuers[%d]", k)
+		switch first, dup := seen[e.Issuer]; {
+		case !isHTTPS(e.Issuer):
+			add(key+".issuer", "want an https URL, got %q", e.Issuer)
+		case e.Issuer == own:
+			add(key+".issuer", "%q is the pool's own issuer", e.Issuer)
+		case dup:
+			add(key+".issuer", "%q is also external_issuers[%d]", e.Issuer, first)
+		default:
+			seen[e.Issuer] = k
+		}
+		if len(e.Audiences) == 0 {
+			add(key+".audiences", "at least one audience is required")
+		}
+		for n, a := range e.Audiences {
+			if a == "" {
+				add(fmt.Sprintf("%s.audiences[%d]", key, n), "empty")
+			}
+		}
+		switch {
+		case (e.JWKSFile == "") == (e.JWKSURL == ""):
+			add(key, "exactly one of jwks_file and jwks_url is required")
+		case e.JWKSURL != "" && !isHTTPS(e.JWKSURL):
+			add(key+".jwks_url", "want an https URL, got %q", e.JWKSURL)
+		}
+	}
+}
+
+// externalIssuers is the external_issuers setting as the identity provider takes it.
+func (c Config) externalIssuers() []auth.ExternalIssuer {
+	var out []auth.ExternalIssuer
+	for _, e := range c.ExternalIssuers {
+		out = append(out, auth.ExternalIssuer{Issuer: e.Issuer, Audiences: e.Audiences, JWKSFile: e.JWKSFile, JWKSURL: e.JWKSURL})
+	}
+	return out
 }
 
 // port is the listener's port as it appears in URLs: empty for 443.
@@ -186,6 +252,9 @@ func (c *Config) resolve(dir string) {
 	}
 	for _, p := range []*string{&c.DataDir, &c.TLS.CertFile, &c.TLS.KeyFile, &c.TLS.CAFile, &c.TLS.CAKey, &c.HSM.PINFile, &c.SoftHSMConf} {
 		abs(p)
+	}
+	for k := range c.ExternalIssuers {
+		abs(&c.ExternalIssuers[k].JWKSFile)
 	}
 }
 

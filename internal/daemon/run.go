@@ -87,7 +87,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 		return err
 	}
 	issuer, err := auth.NewIssuer(auth.IssuerConfig{AuthorityHost: cfg.AuthorityHost, TenantID: cfg.TenantID, Signer: signer,
-		Logger: log.With("component", "identity")}, core.NewDirectory(st))
+		Logger: log.With("component", "identity"), External: cfg.externalIssuers()}, core.NewDirectory(st))
 	if err != nil {
 		return err
 	}
