@@ -15,7 +15,8 @@ import (
 )
 
 // The property test drives random command sequences over a few names and versions, so that
-// names collide, keys are deleted, recovered, purged and reused, and versions repeat. A small
+// names collide, keys are deleted, recovered, purged and reused, and versions repeat; and over
+// a few principals, roles and assignments (access_property_test.go). A small
 // model predicts which commands succeed; the state must agree with it, keep its invariants,
 // behave the same on a second copy, and give the same state when rebuilt from a snapshot
 // taken anywhere plus the commands that followed.
@@ -34,7 +35,7 @@ func genCommand(t *rapid.T, at int64) *pb.Command {
 		}
 		return ""
 	}
-	switch rapid.IntRange(0, 11).Draw(t, "op") {
+	switch rapid.IntRange(0, 15).Draw(t, "op") {
 	case 0, 1, 2:
 		v := version("0")
 		v.Version = ver("version")
@@ -83,8 +84,10 @@ func genCommand(t *rapid.T, at int64) *pb.Command {
 		return cmdAt(at, &pb.SetRotationPolicy{Name: name, Policy: p})
 	case 10:
 		return rapid.SampledFrom([]*pb.Command{initPool(at), activate(at), nil, cmdAt(at, nil)}).Draw(t, "pool or junk")
-	default:
+	case 11:
 		return put(-1, name, "1") // refused: time before 1970
+	default:
+		return genAccessCommand(t, at)
 	}
 }
 
@@ -98,6 +101,7 @@ type modelKey struct {
 type model struct {
 	initialized, activated bool
 	keys                   map[string]*modelKey
+	access                 accessModel
 }
 
 // apply reports whether c should succeed, and if so applies it to the model.
@@ -111,6 +115,7 @@ func (m *model) apply(c *pb.Command) bool {
 			return false
 		}
 		m.initialized = true
+		m.access.init()
 	case *pb.Command_Activate:
 		if !m.initialized || m.activated {
 			return false
@@ -168,7 +173,7 @@ func (m *model) apply(c *pb.Command) bool {
 		k := m.keys[op.SetRotationPolicy.Name]
 		return k != nil && !k.deleted
 	default:
-		return false
+		return m.initialized && m.access.apply(c)
 	}
 	return true
 }
@@ -199,6 +204,9 @@ func (m *model) check(t *rapid.T, s *State) {
 	if l, d := s.KeyCount(); l != live || d != deleted {
 		t.Fatalf("KeyCount() = %d, %d; model %d, %d", l, d, live, deleted)
 	}
+	if m.initialized {
+		m.access.check(t, s)
+	}
 }
 
 func TestApplyProperties(t *testing.T) {
@@ -210,7 +218,7 @@ func TestApplyProperties(t *testing.T) {
 				cmds = append(cmds, activate(t0))
 			}
 		}
-		n := rapid.IntRange(0, 60).Draw(t, "commands")
+		n := rapid.IntRange(0, 80).Draw(t, "commands")
 		for i := range n {
 			cmds = append(cmds, genCommand(t, t0+int64(i)*day))
 		}
