@@ -920,8 +920,8 @@ func (x *SetRotationPolicy) GetPolicy() *RotationPolicy {
 	return nil
 }
 
-// PutRoleDefinition creates or replaces a custom role. The state refuses built-in names, names of
-// another role_name's role, and a 51st custom role.
+// PutRoleDefinition creates or replaces a custom role. The state refuses a built-in role's GUID or
+// role_name, another custom role's role_name, and a 51st custom role.
 type PutRoleDefinition struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Definition    *RoleDefinition        `protobuf:"bytes,1,opt,name=definition,proto3" json:"definition,omitempty"`
@@ -1012,7 +1012,9 @@ func (x *DeleteRoleDefinition) GetName() string {
 }
 
 // PutRoleAssignment adds an assignment. The state refuses an existing name, an unknown role, a
-// missing principal, and more than 50 assignments at "/" or 10 at one key.
+// scope the role is not assignable at, a second assignment of the same role to the same principal
+// at the same scope, and more than 50 assignments at "/" and "/keys" together or 10 at one key. The
+// principal need not be one of the pool's own (one of a trusted issuer is known by its oid only).
 type PutRoleAssignment struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Assignment    *RoleAssignment        `protobuf:"bytes,1,opt,name=assignment,proto3" json:"assignment,omitempty"`
