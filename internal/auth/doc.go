@@ -77,11 +77,12 @@
 //     present) within the skew; oid is required and becomes [Claims.ObjectID], with
 //     [Claims.External] set. The pool does not check that an external oid is not also a
 //     principal of its own: the core decides what an external identity may do.
-//   - A JWKS file is read at start (a bad one stops NewIssuer). A JWKS URL must be https; it is
-//     fetched when first needed with a 10 s timeout and at most 1 MiB, read again when a token
-//     names an unknown kid (at most once a minute, whatever the outcome, so tokens with random
-//     kids cannot make the pool hammer the issuer) and on the next use after an hour (so a
-//     withdrawn key stops working within about an hour; if that read fails, the old set stays).
+//   - A JWKS file is read at start (a bad one stops NewIssuer), then again as a URL is. A
+//     JWKS URL must be https; it is fetched when first needed with a 10 s timeout and at most
+//     1 MiB, read again when a token names an unknown kid (at most once a minute, whatever the
+//     outcome, so tokens with random kids cannot make the pool hammer the issuer) and on the
+//     next use after an hour (so a withdrawn key stops working within about an hour; if that
+//     read fails, the old set stays).
 //
 // # Concurrency
 //
