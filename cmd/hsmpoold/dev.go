@@ -61,7 +61,8 @@ credentials it writes to DIR/client.json (0600). It then serves, and prints the 
 path and how to use the pool. Started again with the same --data-dir it resumes the same
 pool with its keys (--listen and --name are then taken from DIR/hsmpoold.json).
 
-Until role assignments exist (the RBAC issue), the dev administrator may call everything.
+The dev principal holds Managed HSM Administrator, Crypto Officer and Crypto User at "/", so
+that it can both administer the pool and use keys; a production pool separates these duties.
 SIGINT or SIGTERM stops it gracefully.`,
 		Example: `  # Start a pool named contoso on https://127.0.0.1:8443 with its data in ./.data.
   hsmpoold dev --data-dir .data

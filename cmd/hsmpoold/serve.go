@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
+	"github.com/hsmpool/hsmpool/internal/authz"
 	"github.com/hsmpool/hsmpool/internal/daemon"
 	"github.com/hsmpool/hsmpool/internal/hsm"
 )
@@ -43,6 +46,7 @@ stops it gracefully: in-flight requests finish, then Raft and the HSM are closed
 type initOptions struct {
 	cfg        daemon.Config
 	admin      string
+	roles      []string
 	clientFile string
 	slotID     int
 	tlsCert    string
@@ -51,7 +55,7 @@ type initOptions struct {
 }
 
 func newInitCmd() *cobra.Command {
-	o := &initOptions{cfg: daemon.Default(), admin: "admin", slotID: -1}
+	o := &initOptions{cfg: daemon.Default(), admin: "admin", slotID: -1, roles: []string{"Managed HSM Administrator"}}
 	cmd := &cobra.Command{
 		Use:   "init --name NAME --data-dir DIR --pin-file F (--token-label L | --slot-id N) --client-file F",
 		Short: "Create a pool: configuration, TLS, the first administrator and a single-node Raft cluster",
@@ -60,7 +64,9 @@ The node is bound to one PKCS#11 slot (module, token label or slot ID, PIN file)
 must exist and the PIN file must hold the user PIN. Without --tls-cert, init makes a CA and a
 server certificate for NAME.managedhsm.DNS_SUFFIX, localhost, 127.0.0.1 and ::1 in DIR/tls.
 The first administrator's credentials (client ID and secret, shown once) go to --client-file,
-0600. The pool then waits to be activated by a security-domain download.`,
+0600. The administrator holds the roles --role names at scope "/" (by default only Managed HSM
+Administrator, which grants no key operations: assign key roles to other principals, as
+docs/authz.md shows). The pool then waits to be activated by a security-domain download.`,
 		Example: `  hsmpoold init --name contoso --data-dir /var/lib/hsmpool --pin-file /etc/hsmpool/pin \
     --token-label hsmpool --client-file admin.json`,
 		Args: cobra.NoArgs,
@@ -96,9 +102,13 @@ The first administrator's credentials (client ID and secret, shown once) go to -
 				}
 				cfg.TLS = daemon.TLS{CertFile: o.tlsCert, KeyFile: o.tlsKey, CAFile: o.caFile}
 			}
+			roles, err := builtInRoles(o.roles)
+			if err != nil {
+				return err
+			}
 			ctx, stop := serveCtx(c.Context())
 			defer stop()
-			cfg, clients, err := daemon.Init(ctx, cfg, []string{o.admin}, newLogger(c.ErrOrStderr(), "warn"))
+			cfg, clients, err := daemon.Init(ctx, cfg, []string{o.admin}, roles, newLogger(c.ErrOrStderr(), "warn"))
 			if err != nil {
 				return err
 			}
@@ -124,9 +134,33 @@ The first administrator's credentials (client ID and secret, shown once) go to -
 	f.StringVar(&o.cfg.Raft.BindAddr, "raft-addr", o.cfg.Raft.BindAddr, "host:port of the Raft transport")
 	f.IntVar(&o.cfg.RecoverableDays, "recoverable-days", o.cfg.RecoverableDays, "soft-delete retention of keys, 7-90 days")
 	f.StringVar(&o.admin, "admin", o.admin, "display name of the first administrator")
+	f.StringSliceVar(&o.roles, "role", o.roles, "built-in role (name or GUID) of the first administrator at \"/\"; repeat for more; must include Managed HSM Administrator")
 	f.StringVar(&o.clientFile, "client-file", "", "where to write the administrator's client.json (0600, must not exist)")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "server certificate chain (PEM); default: make a CA and a certificate")
 	f.StringVar(&o.tlsKey, "tls-key", "", "server private key (PEM)")
 	f.StringVar(&o.caFile, "tls-ca", "", "CA certificate clients should trust (for client.json)")
 	return cmd
+}
+
+// builtInRoles resolves --role values, built-in role names or GUIDs, to GUIDs.
+func builtInRoles(names []string) ([]string, error) {
+	var ids []string
+	for _, n := range names {
+		var found string
+		for _, r := range authz.BuiltInRoles() {
+			if strings.EqualFold(r.RoleName, n) || strings.EqualFold(r.Name, n) {
+				found = r.Name
+			}
+		}
+		if found == "" {
+			return nil, fmt.Errorf("--role %q is not a built-in role (hsmpool role definition list shows them)", n)
+		}
+		if !slices.Contains(ids, found) {
+			ids = append(ids, found)
+		}
+	}
+	if !slices.Contains(ids, authz.AdministratorRoleID) {
+		return nil, errors.New("--role must include \"Managed HSM Administrator\": the pool needs an administrator")
+	}
+	return ids, nil
 }

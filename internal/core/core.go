@@ -24,7 +24,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/hsmpool/hsmpool/internal/audit"
 	"github.com/hsmpool/hsmpool/internal/auth"
+	"github.com/hsmpool/hsmpool/internal/authz"
 	"github.com/hsmpool/hsmpool/internal/fault"
 	"github.com/hsmpool/hsmpool/internal/hsm"
 	"github.com/hsmpool/hsmpool/internal/rpcerr"
@@ -48,6 +50,12 @@ type StateReader interface {
 	List(deleted bool, after string, n int) ([]*pb.KeyRecord, bool)
 	Principal(objectID string) (*pb.PrincipalRecord, bool)
 	PrincipalByClientID(clientID string) (*pb.PrincipalRecord, bool)
+	Principals() []*pb.PrincipalRecord
+	RoleDefinition(name string) (*pb.RoleDefinition, bool)
+	RoleDefinitions() []*pb.RoleDefinition
+	RoleAssignment(name string) (*pb.RoleAssignment, bool)
+	RoleAssignments() []*pb.RoleAssignment
+	AssignmentsOf(principalID string) []*pb.RoleAssignment
 	DueRotations(now time.Time) []string
 	ExpiredDeletions(now time.Time) []string
 	KeyCount() (live, deleted int)
@@ -95,6 +103,8 @@ type Config struct {
 	Cluster    ClusterInfo
 	// Audiences are the token audiences the data plane accepts: its resource(s).
 	Audiences []string
+	// Audit, when set, gets one entry per authenticated call.
+	Audit Auditor
 	// Now is the clock; nil: time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -102,15 +112,16 @@ type Config struct {
 
 // Core implements the gRPC services. Create it with New and register it with Register.
 type Core struct {
-	hsm    HSM
-	cache  *hsm.Cache
-	repl   Replicator
-	st     StateReader
-	tokens TokenValidator
-	clu    ClusterInfo
-	aud    []string
-	now    func() time.Time
-	log    *slog.Logger
+	hsm     HSM
+	cache   *hsm.Cache
+	repl    Replicator
+	st      StateReader
+	tokens  TokenValidator
+	clu     ClusterInfo
+	aud     []string
+	now     func() time.Time
+	log     *slog.Logger
+	auditor Auditor
 
 	kek      atomic.Pointer[hsm.KEK]
 	activate sync.Mutex // one activation at a time
@@ -125,7 +136,7 @@ func New(cfg Config) (*Core, error) {
 		return nil, errors.New("core: at least one audience is required")
 	}
 	c := &Core{hsm: cfg.HSM, cache: cfg.Cache, repl: cfg.Replicator, st: cfg.State, tokens: cfg.Tokens,
-		clu: cfg.Cluster, aud: cfg.Audiences, now: cfg.Now, log: cfg.Logger}
+		clu: cfg.Cluster, aud: cfg.Audiences, now: cfg.Now, log: cfg.Logger, auditor: cfg.Audit}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -140,6 +151,8 @@ func (c *Core) Register(s grpc.ServiceRegistrar) {
 	pb.RegisterKeysServer(s, &keysServer{c: c})
 	pb.RegisterSecurityDomainServer(s, &sdServer{c: c})
 	pb.RegisterPoolServer(s, &poolServer{c: c})
+	pb.RegisterAccessServer(s, &accessServer{c: c})
+	pb.RegisterPrincipalsServer(s, &principalsServer{c: c})
 }
 
 // Resume finds the domain KEK of an activated pool in this node's token and checks it against
@@ -165,23 +178,28 @@ func (c *Core) Resume(ctx context.Context) error {
 // caller is the authenticated principal of a call.
 type caller struct {
 	claims auth.Claims
-	name   string
+	name   string // display name; empty for principals of external issuers
 }
 
 type callerKey struct{}
 
-// public methods need no token: the readiness probe.
-var public = map[string]bool{
-	pb.Pool_GetStatus_FullMethodName: true,
+// Auditor records one entry per call (internal/audit.Log).
+type Auditor interface {
+	Record(e audit.Entry) error
 }
 
-// Interceptor authenticates and authorizes every call, validates its request, and turns errors
-// into statuses with Azure codes. Until role assignments exist only the pool's administrators
-// may call anything.
+// Interceptor authenticates and authorizes every call, validates its request, audits it, and
+// turns errors into statuses with Azure codes. Authorization is the role assignments of the
+// caller in the request's scope (internal/authz): the rule of each method names its data action.
 func (c *Core) Interceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := c.now()
 	reqID := firstMD(ctx, "x-ms-request-id")
-	resp, err := c.intercept(ctx, req, info, handler)
+	rule, known := authz.RuleFor(info.FullMethod)
+	var who caller
+	resp, err := c.intercept(ctx, req, info, handler, rule, known, &who)
+	if known && !rule.Public() {
+		c.audit(ctx, start, reqID, info.FullMethod, rule, req, who, err)
+	}
 	if err != nil {
 		k := fault.Of(err)
 		lvl := slog.LevelDebug
@@ -194,24 +212,35 @@ func (c *Core) Interceptor(ctx context.Context, req any, info *grpc.UnaryServerI
 	return resp, nil
 }
 
-func (c *Core) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if !public[info.FullMethod] {
-		who, err := c.authenticate(ctx)
-		if err != nil {
-			return nil, err
-		}
-		ctx = context.WithValue(ctx, callerKey{}, who)
-		if err := validate(req); err != nil {
-			return nil, err
-		}
-		if strings.HasPrefix(info.FullMethod, "/"+pb.Keys_ServiceDesc.ServiceName+"/") && c.kek.Load() == nil {
-			return nil, &rpcerr.Error{Kind: fault.Conflict, Code: "Conflict", Inner: "PoolNotActivated",
-				Msg: "the pool is not activated: download its security domain first (hsmpool sd download, or az keyvault security-domain download)"}
-		}
+func (c *Core) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler, rule authz.Rule, known bool, who *caller) (any, error) {
+	if !known {
+		// A method without a rule is a bug caught by authz's tests; refuse rather than allow.
+		return nil, fmt.Errorf("method %s has no authorization rule: %w", info.FullMethod, fault.Internal)
+	}
+	if rule.Public() {
+		return handler(ctx, req)
+	}
+	var err error
+	if *who, err = c.authenticate(ctx); err != nil {
+		return nil, err
+	}
+	if err := authz.Check(c.st, c.st.AssignmentsOf(who.claims.ObjectID), rule.Action, rule.Scope(req)); err != nil {
+		return nil, err
+	}
+	if err := validate(req); err != nil {
+		return nil, err
+	}
+	ctx = context.WithValue(ctx, callerKey{}, *who)
+	if strings.HasPrefix(info.FullMethod, "/"+pb.Keys_ServiceDesc.ServiceName+"/") && c.kek.Load() == nil {
+		return nil, &rpcerr.Error{Kind: fault.Conflict, Code: "Conflict", Inner: "PoolNotActivated",
+			Msg: "the pool is not activated: download its security domain first (hsmpool sd download, or az keyvault security-domain download)"}
 	}
 	return handler(ctx, req)
 }
 
+// authenticate checks the call's bearer token. A token of the pool's own issuer must belong to a
+// principal that still exists; a token of a trusted external issuer is its own proof, and its
+// object ID is the principal of role assignments.
 func (c *Core) authenticate(ctx context.Context) (caller, error) {
 	h := firstMD(ctx, "authorization")
 	scheme, token, ok := strings.Cut(h, " ")
@@ -222,14 +251,46 @@ func (c *Core) authenticate(ctx context.Context) (caller, error) {
 	if err != nil {
 		return caller{}, rpcerr.New(fault.Unauthorized, "Unauthorized", "AKV10022: Invalid token: %v", err)
 	}
+	if claims.External {
+		// An external issuer must not speak for the pool's own principals: it would inherit
+		// their role assignments.
+		if _, taken := c.st.Principal(claims.ObjectID); taken {
+			return caller{}, rpcerr.New(fault.Unauthorized, "Unauthorized", "AKV10022: Invalid token: the oid of a token from %s is a principal of this pool's own directory", claims.Issuer)
+		}
+		return caller{claims: claims}, nil
+	}
 	p, ok := c.st.Principal(claims.ObjectID)
 	if !ok {
 		return caller{}, rpcerr.New(fault.Unauthorized, "Unauthorized", "AKV10032: the token's principal %s does not exist in this pool", claims.ObjectID)
 	}
-	if !p.Administrator {
-		return caller{}, rpcerr.New(fault.Forbidden, "Forbidden", "the caller %s (%s) is not an administrator of this pool; until role assignments exist only administrators may call it", p.DisplayName, p.ObjectId)
-	}
 	return caller{claims: claims, name: p.DisplayName}, nil
+}
+
+// audit records one call. Key material and tokens never reach the entry: only names, IDs and
+// outcomes.
+func (c *Core) audit(ctx context.Context, start time.Time, reqID, method string, rule authz.Rule, req any, who caller, err error) {
+	if c.auditor == nil {
+		return
+	}
+	e := audit.Entry{Time: start, RequestID: reqID, Principal: who.claims.ObjectID, PrincipalName: who.name, ClientIP: firstMD(ctx, "x-client-ip"),
+		Operation: method[strings.LastIndexByte(method, '/')+1:], Action: rule.Action.String(), Scope: rule.Scope(req),
+		Outcome: audit.OutcomeSuccess, Status: 200, Duration: c.now().Sub(start).Microseconds()}
+	if n, ok := req.(interface{ GetName() string }); ok {
+		e.Key = n.GetName()
+	}
+	if v, ok := req.(interface{ GetVersion() string }); ok {
+		e.Version = v.GetVersion()
+	}
+	if err != nil {
+		h := rpcerr.ToHTTP(rpcerr.Status(err))
+		e.Status, e.ErrorCode, e.Outcome = h.Status, h.Code, audit.OutcomeFailed
+		if h.Status == 401 || h.Status == 403 {
+			e.Outcome = audit.OutcomeDenied
+		}
+	}
+	if aerr := c.auditor.Record(e); aerr != nil {
+		c.log.Log(ctx, slog.LevelError, "audit record failed", "request_id", reqID, "err", aerr)
+	}
 }
 
 func firstMD(ctx context.Context, key string) string {

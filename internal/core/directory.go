@@ -37,13 +37,16 @@ func principal(p *pb.PrincipalRecord) auth.Principal {
 		}
 		out.Secrets = append(out.Secrets, h)
 	}
+	for _, c := range p.Certificates {
+		out.Certificates = append(out.Certificates, auth.Certificate{ID: c.Id, DER: c.Der})
+	}
 	return out
 }
 
 // PrincipalRecord is what the state stores of a new principal with one secret.
-func PrincipalRecord(objectID, clientID, name string, h auth.SecretHash, admin bool) *pb.PrincipalRecord {
-	rec := &pb.PrincipalRecord{ObjectId: objectID, ClientId: clientID, DisplayName: name, Administrator: admin,
-		Secrets: []*pb.SecretRecord{{Id: h.ID, Hash: h.Hash}}}
+func PrincipalRecord(objectID, clientID, name string, h auth.SecretHash, now time.Time) *pb.PrincipalRecord {
+	rec := &pb.PrincipalRecord{ObjectId: objectID, ClientId: clientID, DisplayName: name, Created: now.Unix(),
+		Secrets: []*pb.SecretRecord{{Id: h.ID, Hash: h.Hash, Created: now.Unix()}}}
 	if !h.Expires.IsZero() {
 		rec.Secrets[0].Expires = h.Expires.Unix()
 	}

@@ -16,12 +16,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/hsmpool/hsmpool/internal/auth"
+	"github.com/hsmpool/hsmpool/internal/authz"
 	"github.com/hsmpool/hsmpool/internal/core"
 	"github.com/hsmpool/hsmpool/internal/hsm"
 	"github.com/hsmpool/hsmpool/internal/pki"
@@ -52,13 +54,18 @@ func WriteClient(path string, c Client) error {
 }
 
 // Init creates a pool in cfg.DataDir: TLS material from a new CA when cfg.TLS names no
-// certificate, the token-signing key, one administrator principal per name in admins, and a
-// single-node Raft cluster whose first command records the pool. It writes the configuration
-// file and returns the administrators' credentials; the caller stores them (WriteClient).
-// The HSM binding must already work: Init opens it to prove so.
-func Init(ctx context.Context, cfg Config, admins []string, log *slog.Logger) (_ Config, clients []Client, err error) {
+// certificate, the token-signing key, one principal per name in admins holding each role of
+// roles (built-in role GUIDs) at "/", and a single-node Raft cluster whose first command records
+// the pool. roles must include the Managed HSM Administrator role, so that the pool can be
+// administered at all. It writes the configuration file and returns the principals'
+// credentials; the caller stores them (WriteClient). The HSM binding must already work: Init
+// opens it to prove so.
+func Init(ctx context.Context, cfg Config, admins, roles []string, log *slog.Logger) (_ Config, clients []Client, err error) {
 	if len(admins) == 0 {
 		return cfg, nil, errors.New("at least one administrator is required")
+	}
+	if !slices.Contains(roles, authz.AdministratorRoleID) {
+		return cfg, nil, errors.New("the first principals must hold the Managed HSM Administrator role")
 	}
 	confPath := filepath.Join(cfg.DataDir, ConfigFile)
 	if _, err := os.Stat(confPath); err == nil {
@@ -95,8 +102,11 @@ func Init(ctx context.Context, cfg Config, admins []string, log *slog.Logger) (_
 		if err != nil {
 			return cfg, nil, err
 		}
-		clientID := uuid.NewString()
-		init.Principals = append(init.Principals, core.PrincipalRecord(uuid.NewString(), clientID, name, hash, true))
+		clientID, objectID := uuid.NewString(), uuid.NewString()
+		init.Principals = append(init.Principals, core.PrincipalRecord(objectID, clientID, name, hash, time.Now()))
+		for _, role := range roles {
+			init.Assignments = append(init.Assignments, &pb.RoleAssignment{Name: uuid.NewString(), Scope: "/", RoleDefinitionId: role, PrincipalId: objectID})
+		}
 		clients = append(clients, Client{URL: cfg.URL(), Name: cfg.Name, TenantID: cfg.TenantID, AuthorityHost: cfg.AuthorityHost,
 			ClientID: clientID, ClientSecret: string(sec.Reveal()), CAFile: cfg.TLS.CAFile})
 		sec.Wipe()
@@ -226,7 +236,7 @@ func DevConfig(ctx context.Context, o DevOptions, log *slog.Logger) (cfg Config,
 	if err := devToken(ctx, &cfg); err != nil {
 		return cfg, false, fmt.Errorf("make the SoftHSM2 token: %w", err)
 	}
-	cfg, clients, err := Init(ctx, cfg, []string{"dev-admin"}, log)
+	cfg, clients, err := Init(ctx, cfg, []string{"dev-admin"}, DevRoles, log)
 	if err != nil {
 		return cfg, false, err
 	}
@@ -235,6 +245,11 @@ func DevConfig(ctx context.Context, o DevOptions, log *slog.Logger) (cfg Config,
 	}
 	return cfg, true, nil
 }
+
+// DevRoles are the roles of the dev pool's principal: Managed HSM Administrator grants no key
+// operations, so that a newcomer's first SDK call works it also holds Crypto Officer and Crypto
+// User (DESIGN.md §7).
+var DevRoles = []string{authz.AdministratorRoleID, authz.CryptoOfficerRoleID, authz.CryptoUserRoleID}
 
 // devToken makes a SoftHSM2 configuration and token inside the data directory, with random
 // PINs kept 0600 beside it.

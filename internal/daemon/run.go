@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/hsmpool/hsmpool/internal/audit"
 	"github.com/hsmpool/hsmpool/internal/auth"
 	"github.com/hsmpool/hsmpool/internal/cluster"
 	"github.com/hsmpool/hsmpool/internal/core"
@@ -31,6 +32,12 @@ const (
 	raftDir    = "raft"
 	signerFile = "identity/token-signing.pem"
 	cacheSize  = 4096 // unwrapped key handles kept per node
+)
+
+// The audit log: DATA_DIR/audit/audit.log (docs/audit.md).
+const (
+	AuditDir  = "audit"
+	AuditFile = "audit.log"
 )
 
 // shutdownGrace bounds how long in-flight requests may take once shutdown starts.
@@ -91,8 +98,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 	if err != nil {
 		return err
 	}
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, AuditDir), 0o700); err != nil {
+		return err
+	}
+	auditLog, err := audit.Open(filepath.Join(cfg.DataDir, AuditDir, AuditFile))
+	if err != nil {
+		return fmt.Errorf("open the audit log: %w", err)
+	}
+	closers = append(closers, auditLog.Close)
 	c, err := core.New(core.Config{HSM: pool, Cache: hsm.NewCache(cacheSize), Replicator: replicator{node}, State: st,
-		Tokens: issuer, Cluster: clusterInfo{node}, Audiences: []string{cfg.Resource()}, Logger: log.With("component", "core")})
+		Tokens: issuer, Cluster: clusterInfo{node}, Audiences: []string{cfg.Resource()}, Audit: auditLog,
+		Logger: log.With("component", "core")})
 	if err != nil {
 		return err
 	}
@@ -107,6 +123,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 
 	gw, err := gateway.New(gateway.Config{
 		Keys: pb.NewKeysClient(conn), SecurityDomain: pb.NewSecurityDomainClient(conn), Pool: pb.NewPoolClient(conn),
+		Access: pb.NewAccessClient(conn), Principals: pb.NewPrincipalsClient(conn),
 		Identity: issuer.Handler(), OwnsIdentity: issuer.Owns, Challenge: issuer.Challenge, Resource: cfg.Resource(),
 		MaxBodyBytes: cfg.MaxBodyBytes, Logger: log.With("component", "gateway"),
 	})

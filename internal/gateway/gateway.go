@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -166,7 +167,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (g *Gateway) serve(c *call) {
 	rt, allow, found := match(c, c.r.Method, c.r.URL.EscapedPath())
-	md := metadata.Pairs("x-ms-request-id", c.id)
+	md := metadata.Pairs("x-ms-request-id", c.id, "x-client-ip", clientIP(c.r.RemoteAddr))
 	if rt == nil || !rt.open {
 		tok, ok := bearer(c.r.Header.Get("Authorization"))
 		if !ok {
@@ -196,6 +197,14 @@ func (g *Gateway) serve(c *call) {
 		return
 	}
 	g.writeJSON(c, c.status, body)
+}
+
+// clientIP is the host part of a request's remote address, for the audit log.
+func clientIP(remote string) string {
+	if h, _, err := net.SplitHostPort(remote); err == nil {
+		return h
+	}
+	return remote
 }
 
 // parseQuery reads the query and checks api-version. url.ParseQuery decodes names too, which JS
