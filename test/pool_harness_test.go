@@ -90,6 +90,8 @@ type testPool struct {
 	http       *http.Client
 	cred       azcore.TokenCredential
 	keys       *azkeys.Client
+	// officers are the certificates (DER) the pool was activated with.
+	officers [][]byte
 }
 
 // freeListen returns 127.0.0.1:P where P and P+1 (the Raft port of dev) are free.
@@ -220,8 +222,14 @@ func (p *testPool) restart() {
 // token returns an access token for the pool's data plane.
 func (p *testPool) token() string {
 	p.t.Helper()
+	return tokenOf(p, p.cred)
+}
+
+// tokenOf returns an access token of cred for the pool's data plane.
+func tokenOf(p *testPool, cred azcore.TokenCredential) string {
+	p.t.Helper()
 	u := strings.Replace(p.client.URL, "https://"+p.client.Name+".", "https://", 1)
-	tok, err := p.cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{u + "/.default"}})
+	tok, err := cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{u + "/.default"}})
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -309,5 +317,6 @@ func (p *testPool) activate() []byte {
 	if err != nil {
 		p.t.Fatalf("download: %v", err)
 	}
+	p.officers = ders
 	return file
 }
