@@ -217,4 +217,3 @@ func poolPrincipalOID(t *testing.T, p *testPool) string {
 	t.Fatal("the dev principal is not listed")
 	return ""
 }
-
