@@ -51,6 +51,7 @@ diagnostics go to stderr, prefixed with "hsmpool:".`,
 		newKeyCmd(),
 		newRandomCmd(),
 		newSDCmd(),
+		newPrincipalCmd(),
 	)
 	return cmd
 }
