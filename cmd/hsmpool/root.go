@@ -52,6 +52,7 @@ diagnostics go to stderr, prefixed with "hsmpool:".`,
 		newRandomCmd(),
 		newSDCmd(),
 		newPrincipalCmd(),
+		newRoleCmd(),
 	)
 	return cmd
 }
