@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azadmin/rbac"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
 	"github.com/hsmpool/hsmpool/internal/softhsm"
@@ -71,6 +72,14 @@ func TestInitAndServe(t *testing.T) {
 		t.Fatalf("client URL %q", p.client.URL)
 	}
 	p.activate()
+	// init's administrator holds only Managed HSM Administrator, which grants no key operation:
+	// it makes an application principal and gives it Crypto User (separation of duties).
+	if _, err := p.keys.CreateKey(ctx, "k0", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeECHSM)}, nil); !forbidden(err) {
+		t.Fatalf("the administrator created a key: %v, want 403", err)
+	}
+	app := p.newActor("app")
+	p.admin().assign(rbac.RoleScopeGlobal, cryptoUser, app.oid)
+	p.keys = app.keys
 	k, err := p.keys.CreateKey(ctx, "k1", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeRSAHSM)}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +91,7 @@ func TestInitAndServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.restart()
+	p.keys = app.keys
 	if _, err := p.keys.Sign(ctx, "k1", "", azkeys.SignParameters{Algorithm: to.Ptr(azkeys.SignatureAlgorithmPS256), Value: make([]byte, 32)}, nil); err != nil {
 		t.Fatalf("after a restart of serve: %v", err)
 	}

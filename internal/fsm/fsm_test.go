@@ -346,6 +346,15 @@ func FuzzApply(f *testing.F) {
 		{Time: t0, Op: &pb.Command_RestoreKey{RestoreKey: &pb.RestoreKey{Key: &pb.KeyRecord{Name: "r", Versions: []*pb.KeyVersion{{Version: "v"}}}}}},
 		{Time: t0, Op: &pb.Command_UpdateKeyVersion{UpdateKeyVersion: &pb.UpdateKeyVersion{Name: "k", Enabled: proto.Bool(false), Tags: &pb.Tags{}}}},
 		{Time: t0, Op: &pb.Command_SetRotationPolicy{SetRotationPolicy: &pb.SetRotationPolicy{Name: "k", Policy: &pb.RotationPolicy{ExpiryTime: "P1Y"}}}},
+		{Time: t0, Op: &pb.Command_PutPrincipal{PutPrincipal: &pb.PutPrincipal{Principal: &pb.PrincipalRecord{
+			ObjectId: "6f1d7c1e-93a4-4a8e-8f55-3e2b1b6c0a11", ClientId: "0b6b1a4e-6d0c-4a55-9b1b-8f0e2c3d4e5f", DisplayName: "app"}}}},
+		{Time: t0, Op: &pb.Command_PutRoleAssignment{PutRoleAssignment: &pb.PutRoleAssignment{Assignment: &pb.RoleAssignment{
+			Name: "2a7e4c1d-5b6f-4a8e-9c0d-1e2f3a4b5c6d", Scope: "/keys/k", PrincipalId: "6f1d7c1e-93a4-4a8e-8f55-3e2b1b6c0a11",
+			RoleDefinitionId: "21dbd100-6940-42c2-9190-5d6cb909625b"}}}},
+		{Time: t0, Op: &pb.Command_PutRoleDefinition{PutRoleDefinition: &pb.PutRoleDefinition{Definition: &pb.RoleDefinition{
+			Name: "3b8f5d2e-6c7a-4b9f-8d1e-2f3a4b5c6d7e", RoleName: "signer",
+			Permissions: []*pb.Permission{{DataActions: []string{"Microsoft.KeyVault/managedHsm/keys/sign/action"}}}}}}},
+		{Time: t0, Op: &pb.Command_DeletePrincipal{DeletePrincipal: &pb.DeletePrincipal{ObjectId: "6f1d7c1e-93a4-4a8e-8f55-3e2b1b6c0a11"}}},
 	} {
 		f.Add(encode(f, c))
 	}
