@@ -53,6 +53,7 @@ diagnostics go to stderr, prefixed with "hsmpool:".`,
 		newSDCmd(),
 		newPrincipalCmd(),
 		newRoleCmd(),
+		newAuditCmd(),
 	)
 	return cmd
 }
