@@ -38,6 +38,8 @@ const (
 const (
 	AuditDir  = "audit"
 	AuditFile = "audit.log"
+	// auditMaxSize is where the log rotates to audit.log.<time>; the chain carries on.
+	auditMaxSize = 100 << 20
 )
 
 // shutdownGrace bounds how long in-flight requests may take once shutdown starts.
@@ -101,7 +103,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, AuditDir), 0o700); err != nil {
 		return err
 	}
-	auditLog, err := audit.Open(filepath.Join(cfg.DataDir, AuditDir, AuditFile))
+	auditLog, err := audit.Open(filepath.Join(cfg.DataDir, AuditDir, AuditFile), audit.WithMaxSize(auditMaxSize))
 	if err != nil {
 		return fmt.Errorf("open the audit log: %w", err)
 	}
