@@ -3,7 +3,6 @@ package core
 import (
 	"context"
 	"regexp"
-	"slices"
 	"strings"
 
 	"github.com/hsmpool/hsmpool/internal/authz"
@@ -234,11 +233,4 @@ func (s *accessServer) DeleteRoleAssignment(ctx context.Context, r *pb.RoleAssig
 		return nil, err
 	}
 	return a, nil
-}
-
-// hasRole tells whether principal holds role at scope "/"; the state's index makes it cheap.
-func (c *Core) hasRole(principal, role string) bool {
-	return slices.ContainsFunc(c.st.AssignmentsOf(principal), func(a *pb.RoleAssignment) bool {
-		return a.Scope == "/" && a.RoleDefinitionId == role
-	})
 }
