@@ -54,6 +54,9 @@ func TestAuditLog(t *testing.T) {
 	if _, err := a.keys.Sign(ctx, "k2", "", azkeys.SignParameters{Algorithm: to.Ptr(azkeys.SignatureAlgorithmES256), Value: digest}, nil); !forbidden(err) {
 		t.Fatalf("sign with k2: %v, want 403", err)
 	}
+	if r := p.do("GET", "/keys/k1?api-version=2025-07-01", "", nil); r.status != 401 {
+		t.Fatalf("no token: %d", r.status)
+	}
 	tokens := []string{p.token(), a.token()}
 	p.restart() // the chain must continue across restarts
 	if _, err := admin.keys.GetKey(ctx, "k1", "", nil); err != nil {
@@ -117,12 +120,21 @@ func TestAuditLog(t *testing.T) {
 	if denied == nil || denied.Status != 403 || denied.ErrorCode != "Forbidden" || denied.Scope != "/keys/k2" {
 		t.Errorf("the denied sign: %+v", denied)
 	}
+	var refused bool
+	for _, l := range lines {
+		if l.Operation == "GetKey" && l.Status == 401 && l.Outcome == "denied" && l.Principal == "" && l.ErrorCode == "Unauthorized" {
+			refused = true
+		}
+	}
+	if !refused {
+		t.Error("the request without a token is not in the audit log")
+	}
 	var creates, gets int
 	for _, l := range lines {
 		switch {
 		case l.Operation == "CreateKey" && l.Outcome == "success":
 			creates++
-		case l.Operation == "GetKey" && l.Key == "k1":
+		case l.Operation == "GetKey" && l.Key == "k1" && l.Outcome == "success":
 			gets++
 		}
 	}

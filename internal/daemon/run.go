@@ -127,7 +127,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 		Keys: pb.NewKeysClient(conn), SecurityDomain: pb.NewSecurityDomainClient(conn), Pool: pb.NewPoolClient(conn),
 		Access: pb.NewAccessClient(conn), Principals: pb.NewPrincipalsClient(conn),
 		Identity: issuer.Handler(), OwnsIdentity: issuer.Owns, Challenge: issuer.Challenge, Resource: cfg.Resource(),
-		MaxBodyBytes: cfg.MaxBodyBytes, Logger: log.With("component", "gateway"),
+		MaxBodyBytes: cfg.MaxBodyBytes, Logger: log.With("component", "gateway"), Audit: auditLog,
 	})
 	if err != nil {
 		return err

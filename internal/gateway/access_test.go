@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"strings"
+	"sync"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hsmpool/hsmpool/internal/audit"
 	pb "github.com/hsmpool/hsmpool/proto/hsmpool/v1"
 )
 
@@ -213,5 +215,50 @@ func TestPrincipalJSON(t *testing.T) {
 	res = e.send(request{method: "POST", target: "/principals/" + principal1 + "/certificates" + v, body: `{"certificate":"%%%"}`})
 	if code, _, _ := res.errorOf(t); res.status != 400 || code != "BadParameter" {
 		t.Errorf("bad certificate: %d %s", res.status, res.body)
+	}
+}
+
+// fakeAuditor keeps what the gateway records.
+type fakeAuditor struct {
+	mu      sync.Mutex
+	entries []audit.Entry
+}
+
+func (f *fakeAuditor) Record(e audit.Entry) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.entries = append(f.entries, e)
+	return nil
+}
+
+// TestGatewayAudit checks that the gateway audits exactly the requests the core never sees.
+func TestGatewayAudit(t *testing.T) {
+	a := &fakeAuditor{}
+	e := newEnv(t, func(c *Config) { c.Audit = a }).withDefaults()
+	none := ""
+	e.send(request{method: "GET", target: "/keys/k1" + v, auth: &none})                      // 401: no token
+	e.send(request{method: "GET", target: "/nowhere" + v})                                   // 404
+	e.send(request{method: "POST", target: "/keys/k1/create" + v, body: `{"kty":`})          // 400 in the handler
+	e.send(request{method: "GET", target: "/keys/k1?api-version=1.0"})                       // 400: api-version
+	e.send(request{method: "POST", target: "/keys/k1/create" + v, body: `{"kty":"EC-HSM"}`}) // reaches the core
+	e.send(request{method: "GET", target: "/healthz", auth: &none})                          // open
+	want := []struct {
+		op      string
+		status  int
+		outcome audit.Outcome
+	}{
+		{"GetKey", 401, audit.OutcomeDenied},
+		{"Unrouted", 404, audit.OutcomeFailed},
+		{"CreateKey", 400, audit.OutcomeFailed},
+		{"GetKey", 400, audit.OutcomeFailed},
+	}
+	if len(a.entries) != len(want) {
+		t.Fatalf("%d entries, want %d: %+v", len(a.entries), len(want), a.entries)
+	}
+	for i, w := range want {
+		got := a.entries[i]
+		if got.Operation != w.op || got.Status != w.status || got.Outcome != w.outcome || got.RequestID == "" || got.ClientIP != "127.0.0.1" {
+			t.Errorf("entry %d: %+v, want %s %d %s", i, got, w.op, w.status, w.outcome)
+		}
 	}
 }

@@ -50,7 +50,7 @@ func (g *Gateway) writeError(c *call, err error) {
 	} else {
 		h = rpcerr.ToHTTP(err)
 	}
-	c.err = err
+	c.err, c.errCode = err, h.Code
 	hdr := c.w.Header()
 	if h.Status == http.StatusUnauthorized {
 		// The SDKs fetch a token only in answer to a challenge, so an expired or rejected token

@@ -18,6 +18,7 @@ import (
 
 	"google.golang.org/grpc/metadata"
 
+	"github.com/hsmpool/hsmpool/internal/audit"
 	pb "github.com/hsmpool/hsmpool/proto/hsmpool/v1"
 )
 
@@ -42,6 +43,14 @@ type Config struct {
 	MaxBodyBytes int64
 	// Logger gets one Debug line per request; nil discards.
 	Logger *slog.Logger
+	// Audit, when set, records the requests the gateway refuses before they reach the core
+	// (no token, no such path, bad query); the core audits every other.
+	Audit Auditor
+}
+
+// Auditor records audit entries (internal/audit.Log).
+type Auditor interface {
+	Record(e audit.Entry) error
 }
 
 const defaultMaxBody = 256 << 10
@@ -69,6 +78,7 @@ type Gateway struct {
 	challenge    string
 	maxBody      int64
 	log          *slog.Logger
+	audit        Auditor
 }
 
 // New checks cfg and returns the gateway.
@@ -104,6 +114,7 @@ func New(cfg Config) (*Gateway, error) {
 		challenge:    cfg.Challenge(cfg.Resource),
 		maxBody:      cfg.MaxBodyBytes,
 		log:          cfg.Logger,
+		audit:        cfg.Audit,
 	}
 	if g.challenge == "" {
 		return nil, errors.New("gateway config: Challenge returned an empty challenge")
@@ -132,6 +143,11 @@ type call struct {
 	name, version string // path parameters
 	body          []byte
 	err           error
+	errCode       string // the Azure code answered with err
+	// open tells whether the route needs no token; reached, whether the request was handed to a
+	// handler. The core audits what it sees; the gateway audits the rest: requests refused before
+	// a handler, and by a handler before the core (errors of type *apiError).
+	open, reached bool
 }
 
 // ServeHTTP serves one request, checking it in the order the package documentation gives.
@@ -152,6 +168,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	g.serve(c)
 	clear(c.body)
+	if g.audit != nil && !c.open && (!c.reached || errors.As(c.err, new(*apiError))) {
+		g.auditRefusal(c, start)
+	}
 	if !g.log.Enabled(r.Context(), slog.LevelDebug) {
 		return
 	}
@@ -167,6 +186,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (g *Gateway) serve(c *call) {
 	rt, allow, found := match(c, c.r.Method, c.r.URL.EscapedPath())
+	if rt != nil {
+		c.route, c.open = rt.name, rt.open
+	}
 	md := metadata.Pairs("x-ms-request-id", c.id, "x-client-ip", clientIP(c.r.RemoteAddr))
 	if rt == nil || !rt.open {
 		tok, ok := bearer(c.r.Header.Get("Authorization"))
@@ -189,7 +211,7 @@ func (g *Gateway) serve(c *call) {
 		g.writeError(c, newError(http.StatusMethodNotAllowed, "BadParameter", "Method %s is not allowed here; use %s.", c.r.Method, strings.Join(allow, " or ")))
 		return
 	}
-	c.route = rt.name
+	c.reached = !rt.open
 	c.ctx = metadata.NewOutgoingContext(c.r.Context(), md)
 	body, err := rt.serve(g, c)
 	if err != nil {
@@ -197,6 +219,23 @@ func (g *Gateway) serve(c *call) {
 		return
 	}
 	g.writeJSON(c, c.status, body)
+}
+
+// auditRefusal records a request refused before it reached the core. Nothing identifies the
+// caller yet: the token, if any, was not checked.
+func (g *Gateway) auditRefusal(c *call, start time.Time) {
+	op := c.route
+	if op == "-" {
+		op = "Unrouted"
+	}
+	e := audit.Entry{Time: start, RequestID: c.id, ClientIP: clientIP(c.r.RemoteAddr), Operation: op, Key: c.name,
+		Outcome: audit.OutcomeFailed, Status: c.status, ErrorCode: c.errCode, Duration: time.Since(start).Microseconds()}
+	if c.status == http.StatusUnauthorized {
+		e.Outcome = audit.OutcomeDenied
+	}
+	if err := g.audit.Record(e); err != nil {
+		g.log.LogAttrs(c.r.Context(), slog.LevelError, "audit record failed", slog.String("request_id", c.id), slog.String("error", err.Error()))
+	}
 }
 
 // clientIP is the host part of a request's remote address, for the audit log.
