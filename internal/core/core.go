@@ -232,11 +232,11 @@ func (c *Core) authenticate(ctx context.Context) (caller, error) {
 	return caller{claims: claims, name: p.DisplayName}, nil
 }
 
+// firstMD returns the first value of the incoming metadata key, without the copy of the whole
+// metadata that FromIncomingContext makes (twice a call, token included).
 func firstMD(ctx context.Context, key string) string {
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(key); len(v) > 0 {
-			return v[0]
-		}
+	if v := metadata.ValueFromIncomingContext(ctx, key); len(v) > 0 {
+		return v[0]
 	}
 	return ""
 }
