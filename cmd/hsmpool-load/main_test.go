@@ -306,9 +306,9 @@ func TestActivateValidate(t *testing.T) {
 }
 
 // TestRunOnce runs the request loop against a fake pool over TLS, with HTTP/2 and HTTP/1.1: every request carries
-// the token, the api-version and the body; a failed answer is counted and shown.
+// the token, the api-version and the body; a failed answer, or a 200 without a value, is counted and shown.
 func TestRunOnce(t *testing.T) {
-	var failNext atomic.Bool
+	var failNext, emptyNext atomic.Bool
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		switch {
@@ -317,6 +317,8 @@ func TestRunOnce(t *testing.T) {
 			http.Error(w, `{"error":{"code":"BadParameter","message":"unexpected request"}}`, http.StatusBadRequest)
 		case failNext.CompareAndSwap(true, false):
 			http.Error(w, `{"error":{"code":"Throttled","message":"try later"}}`, http.StatusTooManyRequests)
+		case emptyNext.CompareAndSwap(true, false):
+			_, _ = io.WriteString(w, `{"kid":"k","value":""}`)
 		default:
 			_, _ = io.WriteString(w, `{"kid":"k","value":"AAAA"}`)
 		}
@@ -329,23 +331,49 @@ func TestRunOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := &client.File{CAFile: ca}
-	tgt := target{op: opSignP256, body: []byte(`{"alg":"ES256"}`), path: func(int, int) string { return keyPath("k", "v", "sign") }}
+	tgt := target{op: opSignP256, body: []byte(`{"alg":"ES256"}`), field: "value", path: func(int, int) string { return keyPath("k", "v", "sign") }}
 
 	for _, tc := range []struct {
 		http1     bool
 		wantProto string
 	}{{false, "HTTP/2.0"}, {true, "HTTP/1.1"}} {
 		failNext.Store(true)
+		emptyNext.Store(true)
 		w := window{clients: 2, warmup: 0, duration: 300 * time.Millisecond}
 		r, shown, err := runOnce(context.Background(), f, srv.URL, "tok", tgt, w, tc.http1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Protocol != tc.wantProto || r.Ops == 0 || r.Errors != 1 || len(shown) != 1 || r.Op != "sign-p256" || r.Clients != 2 {
+		if r.Protocol != tc.wantProto || r.Ops == 0 || r.Errors != 2 || len(shown) != 2 || r.Op != "sign-p256" || r.Clients != 2 {
 			t.Errorf("http1=%v: result %+v, shown %v", tc.http1, r, shown)
 		}
-		if len(shown) == 1 && !strings.Contains(shown[0].Error(), "HTTP 429 Too Many Requests: Throttled: try later") {
-			t.Errorf("shown error = %v", shown[0])
+		var msgs []string
+		for _, e := range shown {
+			msgs = append(msgs, e.Error())
+		}
+		all := strings.Join(msgs, "\n")
+		for _, want := range []string{"HTTP 429 Too Many Requests: Throttled: try later", `the answer has no "value"`} {
+			if !strings.Contains(all, want) {
+				t.Errorf("http1=%v: shown errors %q lack %q", tc.http1, all, want)
+			}
+		}
+	}
+}
+
+func TestHasString(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		want bool
+	}{
+		{`{"kid":"k","value":"AAAA"}`, true},
+		{`{"kid":"k","value":""}`, false},
+		{`{"kid":"k","value":`, false},
+		{`{"kid":"k","value":"`, false},
+		{`{"kid":"k"}`, false},
+		{`{"error":{"code":"x","message":"value"}}`, false},
+	} {
+		if got := hasString([]byte(tc.body), "value"); got != tc.want {
+			t.Errorf("hasString(%s) = %v, want %v", tc.body, got, tc.want)
 		}
 	}
 }

@@ -123,6 +123,9 @@ type target struct {
 	// path returns the path and query of request seq of client worker, below the pool's URL.
 	path func(worker, seq int) string
 	body []byte
+	// field names the string member every good answer has, not empty: the signature or ciphertext ("value"), or
+	// the new key's "kid".
+	field string
 }
 
 // session sends single requests to a pool, for setup and checks.
@@ -208,7 +211,7 @@ func (s *session) prepare(ctx context.Context, op opKind, runID string) (target,
 			return target{}, err
 		}
 		prefix := spec.key + "-" + runID + "-"
-		return target{op: op, body: body, path: func(worker, seq int) string {
+		return target{op: op, body: body, field: "kid", path: func(worker, seq int) string {
 			return keyPath(prefix+strconv.Itoa(worker)+"-"+strconv.Itoa(seq), "create")
 		}}, nil
 	}
@@ -233,7 +236,7 @@ func (s *session) prepare(ctx context.Context, op opKind, runID string) (target,
 	if err != nil {
 		return target{}, err
 	}
-	return target{op: op, body: body, path: func(int, int) string { return path }}, nil
+	return target{op: op, body: body, field: "value", path: func(int, int) string { return path }}, nil
 }
 
 // ensureKey returns the public part of spec's key, making the key if the pool has none of that name.

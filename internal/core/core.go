@@ -293,11 +293,11 @@ func (c *Core) audit(ctx context.Context, start time.Time, reqID, method string,
 	}
 }
 
+// firstMD returns the first value of the incoming metadata key, without the copy of the whole
+// metadata that FromIncomingContext makes (twice a call, token included).
 func firstMD(ctx context.Context, key string) string {
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(key); len(v) > 0 {
-			return v[0]
-		}
+	if v := metadata.ValueFromIncomingContext(ctx, key); len(v) > 0 {
+		return v[0]
 	}
 	return ""
 }

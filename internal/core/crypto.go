@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,8 +17,10 @@ import (
 
 var goCurves = map[string]elliptic.Curve{"P-256": elliptic.P256(), "P-384": elliptic.P384(), "P-521": elliptic.P521()}
 
+// cacheID names an unwrapped key in the cache: "name/version/usage". It runs on every crypto
+// operation, hence no fmt.
 func cacheID(name, version string, u hsm.Usage) string {
-	return fmt.Sprintf("%s/%s/%d", name, version, u)
+	return name + "/" + version + "/" + strconv.FormatUint(uint64(u), 10)
 }
 
 func forbidden(format string, args ...any) error {

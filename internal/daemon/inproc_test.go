@@ -45,8 +45,11 @@ func TestInProcess(t *testing.T) {
 	if err != nil || got.Name != "contoso" || got.Keys != 3 {
 		t.Fatalf("GetStatus = %v, %v", got, err)
 	}
-	if stub.got == req {
-		t.Error("the handler received the caller's message, not a copy")
+	if stub.got != req {
+		t.Error("the handler received a copy of the caller's message")
+	}
+	if err := conn.Invoke(ctx, pb.Pool_GetStatus_FullMethodName, &pb.KeyRef{}, new(pb.PoolStatus)); err == nil || len(intercepted) != 1 {
+		t.Errorf("a request of the wrong type: %v, intercepted %v; want an error before the interceptor", err, intercepted)
 	}
 	if len(intercepted) != 1 || intercepted[0] != pb.Pool_GetStatus_FullMethodName {
 		t.Errorf("interceptor saw %v", intercepted)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -59,6 +60,35 @@ func FuzzMatch(f *testing.F) {
 			}
 		} else if found && len(allow) == 0 {
 			t.Fatalf("match %q %q: found without a method", method, path)
+		}
+	})
+}
+
+// FuzzParseKeyOp checks the fast path of the key operations against encoding/json: whatever
+// parseKeyOp takes, decodeJSON takes too, with the same result.
+func FuzzParseKeyOp(f *testing.F) {
+	for _, s := range []string{
+		`{"alg":"ES256","value":"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"}`,
+		` { "alg" : "A256GCM" , "value" : "aGVsbG8=", "iv":"AAEC","aad":"YWFk","tag":"AwQ" } `,
+		`{"alg":"RS256","digest":"+/8=","value":""}`, `{"alg":"ES256","alg":"ES384"}`, `{"ALG":"ES256"}`,
+		`{"alg":"E\u0053256"}`, `{"value":"!!"}`, `{"alg":"ES256",}`, `{"alg":"ES256"} x`, `{}`, `{"alg":1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var fast keyOpParams
+		if !parseKeyOp(body, &fast) {
+			if !reflect.DeepEqual(fast, keyOpParams{}) {
+				t.Fatalf("parseKeyOp(%q) failed but set %+v", body, fast)
+			}
+			return
+		}
+		var slow keyOpParams
+		if err := decodeJSON(body, &slow); err != nil {
+			t.Fatalf("parseKeyOp took %q, encoding/json refuses it: %v", body, err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("%q: parseKeyOp gives %+v, encoding/json %+v", body, fast, slow)
 		}
 	})
 }

@@ -8,12 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/metadata"
@@ -140,8 +140,8 @@ type call struct {
 	status        int
 	apiVersion    string
 	query         url.Values
-	name, version string // path parameters
-	body          []byte
+	name, version string        // path parameters
+	bodyBuf       *bytes.Buffer // the request body, in a buffer from bufPool
 	err           error
 	errCode       string // the Azure code answered with err
 	// open tells whether the route needs no token; reached, whether the request was handed to a
@@ -150,6 +150,15 @@ type call struct {
 	open, reached bool
 }
 
+// Header values every answer carries. They are shared, so never modified in place (Header.Set
+// and Add replace or extend a value slice; they do not write into it).
+var (
+	hdrLocal   = []string{"local"}
+	hdrNoCache = []string{"no-cache"}
+	hdrNoSniff = []string{"nosniff"}
+	hdrJSON    = []string{"application/json; charset=utf-8"}
+)
+
 // ServeHTTP serves one request, checking it in the order the package documentation gives.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.ownsIdentity != nil && g.ownsIdentity(r.URL.Path) {
@@ -157,17 +166,21 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &call{w: w, r: r, id: newRequestID(), route: "-", status: http.StatusOK}
+	// Set by their canonical names, without Header.Set's canonicalization and allocations: these
+	// headers are on every answer.
 	h := w.Header()
-	h.Set("x-ms-request-id", c.id)
-	h.Set("x-ms-keyvault-region", "local")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Content-Type-Options", "nosniff")
-	if id := r.Header.Get("x-ms-client-request-id"); id != "" && len(id) <= 256 {
-		h.Set("x-ms-client-request-id", id)
+	h["X-Ms-Request-Id"] = []string{c.id}
+	h["X-Ms-Keyvault-Region"] = hdrLocal
+	h["Cache-Control"] = hdrNoCache
+	h["X-Content-Type-Options"] = hdrNoSniff
+	if id := r.Header["X-Ms-Client-Request-Id"]; len(id) > 0 && id[0] != "" && len(id[0]) <= 256 {
+		h["X-Ms-Client-Request-Id"] = []string{id[0]}
 	}
 	start := time.Now()
 	g.serve(c)
-	clear(c.body)
+	if c.bodyBuf != nil {
+		putBuffer(c.bodyBuf) // wipes the body
+	}
 	if g.audit != nil && !c.open && (!c.reached || errors.As(c.err, new(*apiError))) {
 		g.auditRefusal(c, start)
 	}
@@ -189,14 +202,18 @@ func (g *Gateway) serve(c *call) {
 	if rt != nil {
 		c.route, c.open = rt.name, rt.open
 	}
-	md := metadata.Pairs("x-ms-request-id", c.id, "x-client-ip", clientIP(c.r.RemoteAddr))
+	md := metadata.MD{"x-ms-request-id": {c.id}, "x-client-ip": {clientIP(c.r.RemoteAddr)}}
 	if rt == nil || !rt.open {
-		tok, ok := bearer(c.r.Header.Get("Authorization"))
+		h := c.r.Header.Get("Authorization")
+		tok, ok := bearer(h)
 		if !ok {
 			g.writeError(c, errNoToken)
 			return
 		}
-		md.Set("authorization", "Bearer "+tok)
+		if len(h) != len("Bearer ")+len(tok) || !strings.HasPrefix(h, "Bearer ") {
+			h = "Bearer " + tok // the usual header is already that: no copy of the token then
+		}
+		md["authorization"] = []string{h}
 		if err := c.parseQuery(); err != nil {
 			g.writeError(c, err)
 			return
@@ -249,12 +266,16 @@ func clientIP(remote string) string {
 // parseQuery reads the query and checks api-version. url.ParseQuery decodes names too, which JS
 // needs (it sends "api%2Dversion").
 func (c *call) parseQuery() error {
-	q, err := url.ParseQuery(c.r.URL.RawQuery)
-	if err != nil {
-		return badParameter("The query string is malformed.")
+	if v, ok := onlyAPIVersion(c.r.URL.RawQuery); ok {
+		c.apiVersion = v // c.query stays nil, which reads as empty
+	} else {
+		q, err := url.ParseQuery(c.r.URL.RawQuery)
+		if err != nil {
+			return badParameter("The query string is malformed.")
+		}
+		c.query = q
+		c.apiVersion = q.Get("api-version")
 	}
-	c.query = q
-	c.apiVersion = q.Get("api-version")
 	switch {
 	case c.apiVersion == "":
 		return badParameter("The api-version query parameter is required. Consider using the latest supported version (%s).", latestAPIVersion)
@@ -266,6 +287,17 @@ func (c *call) parseQuery() error {
 		return badParameter("The specified version (%s) is not recognized. Consider using the latest supported version (%s).", shown, latestAPIVersion)
 	}
 	return nil
+}
+
+// onlyAPIVersion returns the value of a query that is "api-version=VALUE" and nothing else, with
+// nothing in VALUE that url.ParseQuery would decode or refuse: the query of most requests, read
+// without building url.Values.
+func onlyAPIVersion(q string) (string, bool) {
+	v, ok := strings.CutPrefix(q, "api-version=")
+	if !ok || strings.ContainsAny(v, "%+&;") {
+		return "", false
+	}
+	return v, true
 }
 
 // bearer returns the token of an "Authorization: Bearer <token>" value. It refuses tokens that
@@ -287,15 +319,37 @@ func bearer(h string) (string, bool) {
 // decode reads the body into v, which must be a pointer to a struct. Unknown fields are ignored,
 // as Azure does; a known field of the wrong type is an error that names it.
 func (g *Gateway) decode(c *call, v any) error {
-	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, g.maxBody))
-	c.body = body
+	body, err := g.readBody(c)
 	if err != nil {
-		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
-			return newError(http.StatusRequestEntityTooLarge, "BadParameter", "The request body is larger than %d bytes.", g.maxBody)
-		}
-		return badParameter("The request body could not be read.")
+		return err
 	}
 	return decodeJSON(body, v)
+}
+
+// decodeKeyOp is decode for the key operations' body, through parseKeyOp when it can.
+func (g *Gateway) decodeKeyOp(c *call, p *keyOpParams) error {
+	body, err := g.readBody(c)
+	if err != nil {
+		return err
+	}
+	if parseKeyOp(body, p) {
+		return nil
+	}
+	return decodeJSON(body, p)
+}
+
+// readBody reads the body, at most g.maxBody bytes, into a pooled buffer that ServeHTTP wipes
+// and returns when the request is answered.
+func (g *Gateway) readBody(c *call) ([]byte, error) {
+	c.bodyBuf = getBuffer()
+	_, err := c.bodyBuf.ReadFrom(http.MaxBytesReader(c.w, c.r.Body, g.maxBody))
+	if err != nil {
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+			return nil, newError(http.StatusRequestEntityTooLarge, "BadParameter", "The request body is larger than %d bytes.", g.maxBody)
+		}
+		return nil, badParameter("The request body could not be read.")
+	}
+	return c.bodyBuf.Bytes(), nil
 }
 
 func decodeJSON(body []byte, v any) error {
@@ -329,18 +383,45 @@ func (g *Gateway) writeJSON(c *call, status int, v any) {
 		c.w.WriteHeader(status)
 		return
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		// Only a bug gets here (every model marshals); the error writer itself must not recurse.
-		c.status, c.err = http.StatusInternalServerError, fmt.Errorf("encode response: %w", err)
-		buf.Reset()
-		buf.WriteString(`{"error":{"code":"InternalServerError","message":"the response could not be encoded"}}`)
+	buf := getBuffer()
+	defer putBuffer(buf)
+	if a, ok := v.(jsonAppender); ok {
+		buf.Write(a.appendJSON(buf.AvailableBuffer()))
+	} else {
+		enc := json.NewEncoder(buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(v); err != nil {
+			// Only a bug gets here (every model marshals); the error writer itself must not recurse.
+			c.status, c.err = http.StatusInternalServerError, fmt.Errorf("encode response: %w", err)
+			buf.Reset()
+			buf.WriteString(`{"error":{"code":"InternalServerError","message":"the response could not be encoded"}}`)
+		}
 	}
-	c.w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	c.w.Header()["Content-Type"] = hdrJSON
 	c.w.WriteHeader(c.status)
 	_, _ = c.w.Write(buf.Bytes())
+}
+
+// jsonAppender is a model with a hand-written encoding, which must equal encoding/json's.
+type jsonAppender interface {
+	appendJSON([]byte) []byte
+}
+
+// bufPool holds the buffers of request and answer bodies. Both may carry key material
+// (an import, a decryption's plaintext), so putBuffer wipes what a buffer held.
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooled keeps the buffer of a rare large body (a backup, a big import) out of the pool.
+const maxPooled = 64 << 10
+
+func getBuffer() *bytes.Buffer { return bufPool.Get().(*bytes.Buffer) }
+
+func putBuffer(b *bytes.Buffer) {
+	clear(b.Bytes())
+	b.Reset()
+	if b.Cap() <= maxPooled {
+		bufPool.Put(b)
+	}
 }
 
 // newRequestID returns a random (version 4) UUID. It runs on every request, hence no fmt.
@@ -364,7 +445,12 @@ func newRequestID() string {
 
 // url returns the absolute URL of a path on this pool, as the client addressed it.
 func (c *call) url(segments ...string) string {
+	n := len("https://") + len(c.r.Host)
+	for _, s := range segments {
+		n += 1 + len(s)
+	}
 	var sb strings.Builder
+	sb.Grow(n) // one allocation unless a segment needs escaping
 	sb.WriteString("https://")
 	sb.WriteString(c.r.Host)
 	for _, s := range segments {

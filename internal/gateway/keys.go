@@ -148,7 +148,7 @@ func (g *Gateway) setRotationPolicy(c *call) (any, error) {
 func keyOp(rpc func(pb.KeysClient, context.Context, *pb.KeyOperationRequest, ...grpc.CallOption) (*pb.KeyOperationResult, error)) handler {
 	return func(g *Gateway, c *call) (any, error) {
 		var p keyOpParams
-		if err := g.decode(c, &p); err != nil {
+		if err := g.decodeKeyOp(c, &p); err != nil {
 			return nil, err
 		}
 		r, err := rpc(g.keys, c.ctx, &pb.KeyOperationRequest{
@@ -157,13 +157,13 @@ func keyOp(rpc func(pb.KeysClient, context.Context, *pb.KeyOperationRequest, ...
 		if err != nil {
 			return nil, err
 		}
-		return keyOpResult{KID: c.kid(r.Name, r.Version), Value: r.Value, IV: r.Iv, Tag: r.Tag, AAD: r.Aad}, nil
+		return &keyOpResult{KID: c.kid(r.Name, r.Version), Value: r.Value, IV: r.Iv, Tag: r.Tag, AAD: r.Aad}, nil
 	}
 }
 
 func (g *Gateway) verify(c *call) (any, error) {
 	var p keyOpParams
-	if err := g.decode(c, &p); err != nil {
+	if err := g.decodeKeyOp(c, &p); err != nil {
 		return nil, err
 	}
 	r, err := g.keys.Verify(c.ctx, &pb.VerifyRequest{

@@ -263,3 +263,25 @@ func TestLists(t *testing.T) {
 		t.Errorf("empty list %s", res.body)
 	}
 }
+
+// TestKeyOpResultAppendJSON checks the hand-written encoding of a key operation's answer against
+// encoding/json's, byte for byte.
+func TestKeyOpResultAppendJSON(t *testing.T) {
+	for _, r := range []keyOpResult{
+		{KID: "https://" + testHost + "/keys/k1/" + ver1, Value: []byte{0xfb, 0xff, 1}},
+		{KID: "https://h/keys/k1", Value: nil, IV: []byte{1}, Tag: []byte{2, 3}, AAD: []byte("aad")},
+		{KID: "https://h/keys/k1", Value: []byte{}, IV: []byte{}, Tag: nil},
+		{KID: "https://h\"\\/<&>\u2028\x01\x7f/é\xff", Value: []byte("v")},
+		{},
+	} {
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(r); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.appendJSON([]byte("x")); string(got) != "x"+want.String() {
+			t.Errorf("appendJSON(%+v) = %q, want %q", r, got[1:], want.String())
+		}
+	}
+}
