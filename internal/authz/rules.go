@@ -89,9 +89,20 @@ var rules = []Rule{
 	{pb.Keys_Sign_FullMethodName, KeysSign, scopeKey},
 	{pb.Keys_Verify_FullMethodName, KeysVerify, scopeKey},
 
-	// SecurityDomain. GetStatus answers both .../download/pending and .../upload/pending.
+	// SecurityDomain.
 	{pb.SecurityDomain_Download_FullMethodName, SecurityDomainDownload, scopeRoot},
 	{pb.SecurityDomain_GetStatus_FullMethodName, SecurityDomainDownloadRead, scopeRoot},
+	{pb.SecurityDomain_GetTransferKey_FullMethodName, SecurityDomainTransferKeyRead, scopeRoot},
+	{pb.SecurityDomain_Upload_FullMethodName, SecurityDomainUpload, scopeRoot},
+	{pb.SecurityDomain_GetUploadStatus_FullMethodName, SecurityDomainUploadRead, scopeRoot},
+
+	// Backup: at "/"; a selective key restore reads a full backup, so it is a restore like a full one
+	// (and the same role can poll it).
+	{pb.Backup_StartBackup_FullMethodName, BackupStart, scopeRoot},
+	{pb.Backup_GetBackupStatus_FullMethodName, BackupStatus, scopeRoot},
+	{pb.Backup_StartRestore_FullMethodName, RestoreStart, scopeRoot},
+	{pb.Backup_StartKeyRestore_FullMethodName, RestoreStart, scopeRoot},
+	{pb.Backup_GetRestoreStatus_FullMethodName, RestoreStatus, scopeRoot},
 
 	// Pool: health and status, public.
 	{Method: pb.Pool_GetStatus_FullMethodName},

@@ -15,7 +15,7 @@ import (
 // define no others.
 var services = []*grpc.ServiceDesc{
 	&pb.Keys_ServiceDesc, &pb.SecurityDomain_ServiceDesc, &pb.Pool_ServiceDesc,
-	&pb.Access_ServiceDesc, &pb.Principals_ServiceDesc,
+	&pb.Access_ServiceDesc, &pb.Principals_ServiceDesc, &pb.Backup_ServiceDesc,
 }
 
 // TestRulesCoverEveryMethod keeps the rule table complete: a method added to a service fails here

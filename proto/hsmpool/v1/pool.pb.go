@@ -21,6 +21,509 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type TransferKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferKeyRequest) Reset() {
+	*x = TransferKeyRequest{}
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferKeyRequest) ProtoMessage() {}
+
+func (x *TransferKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferKeyRequest.ProtoReflect.Descriptor instead.
+func (*TransferKeyRequest) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_pool_proto_rawDescGZIP(), []int{0}
+}
+
+type TransferKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificate   []byte                 `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"` // DER; the gateway builds the JWK with x5c from it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferKey) Reset() {
+	*x = TransferKey{}
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferKey) ProtoMessage() {}
+
+func (x *TransferKey) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferKey.ProtoReflect.Descriptor instead.
+func (*TransferKey) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_pool_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TransferKey) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+type UploadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Blob          []byte                 `protobuf:"bytes,1,opt,name=blob,proto3" json:"blob,omitempty"` // the restore blob's JSON text
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadRequest) Reset() {
+	*x = UploadRequest{}
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadRequest) ProtoMessage() {}
+
+func (x *UploadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadRequest.ProtoReflect.Descriptor instead.
+func (*UploadRequest) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_pool_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *UploadRequest) GetBlob() []byte {
+	if x != nil {
+		return x.Blob
+	}
+	return nil
+}
+
+// StorageLocation is where a backup goes or comes from: an https URI of an Azure Blob Storage
+// container with a SAS token, or a file:// URI of a local directory (no token).
+type StorageLocation struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Uri                string                 `protobuf:"bytes,1,opt,name=uri,proto3" json:"uri,omitempty"`
+	Token              string                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	UseManagedIdentity bool                   `protobuf:"varint,3,opt,name=use_managed_identity,json=useManagedIdentity,proto3" json:"use_managed_identity,omitempty"` // refused: pools have no managed identity
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *StorageLocation) Reset() {
+	*x = StorageLocation{}
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StorageLocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StorageLocation) ProtoMessage() {}
+
+func (x *StorageLocation) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StorageLocation.ProtoReflect.Descriptor instead.
+func (*StorageLocation) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_pool_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *StorageLocation) GetUri() string {
+	if x != nil {
+		return x.Uri
+	}
+	return ""
+}
+
+func (x *StorageLocation) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *StorageLocation) GetUseManagedIdentity() bool {
+	if x != nil {
+		return x.UseManagedIdentity
+	}
+	return false
+}
+
+type BackupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Location      *StorageLocation       `protobuf:"bytes,1,opt,name=location,proto3" json:"location,omitempty"`
+	CheckOnly     bool                   `protobuf:"varint,2,opt,name=check_only,json=checkOnly,proto3" json:"check_only,omitempty"` // prebackup
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupRequest) Reset() {
+	*x = BackupRequest{}
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupRequest) ProtoMessage() {}
+
+func (x *BackupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
+func (*BackupRequest) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_pool_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *BackupRequest) GetLocation() *StorageLocation {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+func (x *BackupRequest) GetCheckOnly() bool {
+	if x != nil {
+		return x.CheckOnly
+	}
+	return false
+}
+
+type RestoreRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Location      *StorageLocation       `protobuf:"bytes,1,opt,name=location,proto3" json:"location,omitempty"`
+	Folder        string                 `protobuf:"bytes,2,opt,name=folder,proto3" json:"folder,omitempty"`                         // the backup's folder name, as a backup job reports it
+	CheckOnly     bool                   `protobuf:"varint,3,opt,name=check_only,json=checkOnly,proto3" json:"check_only,omitempty"` // prerestore
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreRequest) Reset() {
+	*x = RestoreRequest{}
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreRequest) ProtoMessage() {}
+
+func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
+func (*RestoreRequest) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_pool_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RestoreRequest) GetLocation() *StorageLocation {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+func (x *RestoreRequest) GetFolder() string {
+	if x != nil {
+		return x.Folder
+	}
+	return ""
+}
+
+func (x *RestoreRequest) GetCheckOnly() bool {
+	if x != nil {
+		return x.CheckOnly
+	}
+	return false
+}
+
+type KeyRestoreRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // the key
+	Location      *StorageLocation       `protobuf:"bytes,2,opt,name=location,proto3" json:"location,omitempty"`
+	Folder        string                 `protobuf:"bytes,3,opt,name=folder,proto3" json:"folder,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyRestoreRequest) Reset() {
+	*x = KeyRestoreRequest{}
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyRestoreRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyRestoreRequest) ProtoMessage() {}
+
+func (x *KeyRestoreRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyRestoreRequest.ProtoReflect.Descriptor instead.
+func (*KeyRestoreRequest) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_pool_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *KeyRestoreRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *KeyRestoreRequest) GetLocation() *StorageLocation {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+func (x *KeyRestoreRequest) GetFolder() string {
+	if x != nil {
+		return x.Folder
+	}
+	return ""
+}
+
+type JobRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobRef) Reset() {
+	*x = JobRef{}
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobRef) ProtoMessage() {}
+
+func (x *JobRef) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobRef.ProtoReflect.Descriptor instead.
+func (*JobRef) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_pool_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *JobRef) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+// BackupJob is a backup or restore job as the pollers see it.
+type BackupJob struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Status        string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"` // "InProgress", "Succeeded", "Failed", "Canceled"
+	StatusDetails string                 `protobuf:"bytes,3,opt,name=status_details,json=statusDetails,proto3" json:"status_details,omitempty"`
+	ErrorCode     string                 `protobuf:"bytes,4,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"` // set when Failed
+	ErrorMessage  string                 `protobuf:"bytes,5,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	StartTime     int64                  `protobuf:"varint,6,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"` // Unix seconds
+	EndTime       int64                  `protobuf:"varint,7,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`       // 0 while in progress
+	FolderUri     string                 `protobuf:"bytes,8,opt,name=folder_uri,json=folderUri,proto3" json:"folder_uri,omitempty"`  // backups: the folder written, as an absolute URI
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupJob) Reset() {
+	*x = BackupJob{}
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupJob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupJob) ProtoMessage() {}
+
+func (x *BackupJob) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupJob.ProtoReflect.Descriptor instead.
+func (*BackupJob) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_pool_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *BackupJob) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *BackupJob) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *BackupJob) GetStatusDetails() string {
+	if x != nil {
+		return x.StatusDetails
+	}
+	return ""
+}
+
+func (x *BackupJob) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *BackupJob) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
+func (x *BackupJob) GetStartTime() int64 {
+	if x != nil {
+		return x.StartTime
+	}
+	return 0
+}
+
+func (x *BackupJob) GetEndTime() int64 {
+	if x != nil {
+		return x.EndTime
+	}
+	return 0
+}
+
+func (x *BackupJob) GetFolderUri() string {
+	if x != nil {
+		return x.FolderUri
+	}
+	return ""
+}
+
 type DownloadRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Certificates  [][]byte               `protobuf:"bytes,1,rep,name=certificates,proto3" json:"certificates,omitempty"` // DER, 3..10
@@ -31,7 +534,7 @@ type DownloadRequest struct {
 
 func (x *DownloadRequest) Reset() {
 	*x = DownloadRequest{}
-	mi := &file_hsmpool_v1_pool_proto_msgTypes[0]
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -43,7 +546,7 @@ func (x *DownloadRequest) String() string {
 func (*DownloadRequest) ProtoMessage() {}
 
 func (x *DownloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_pool_proto_msgTypes[0]
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -56,7 +559,7 @@ func (x *DownloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadRequest.ProtoReflect.Descriptor instead.
 func (*DownloadRequest) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_pool_proto_rawDescGZIP(), []int{0}
+	return file_hsmpool_v1_pool_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DownloadRequest) GetCertificates() [][]byte {
@@ -82,7 +585,7 @@ type DownloadResult struct {
 
 func (x *DownloadResult) Reset() {
 	*x = DownloadResult{}
-	mi := &file_hsmpool_v1_pool_proto_msgTypes[1]
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -94,7 +597,7 @@ func (x *DownloadResult) String() string {
 func (*DownloadResult) ProtoMessage() {}
 
 func (x *DownloadResult) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_pool_proto_msgTypes[1]
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -107,7 +610,7 @@ func (x *DownloadResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadResult.ProtoReflect.Descriptor instead.
 func (*DownloadResult) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_pool_proto_rawDescGZIP(), []int{1}
+	return file_hsmpool_v1_pool_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DownloadResult) GetFile() []byte {
@@ -125,7 +628,7 @@ type SecurityDomainStatusRequest struct {
 
 func (x *SecurityDomainStatusRequest) Reset() {
 	*x = SecurityDomainStatusRequest{}
-	mi := &file_hsmpool_v1_pool_proto_msgTypes[2]
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -137,7 +640,7 @@ func (x *SecurityDomainStatusRequest) String() string {
 func (*SecurityDomainStatusRequest) ProtoMessage() {}
 
 func (x *SecurityDomainStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_pool_proto_msgTypes[2]
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -150,7 +653,7 @@ func (x *SecurityDomainStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityDomainStatusRequest.ProtoReflect.Descriptor instead.
 func (*SecurityDomainStatusRequest) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_pool_proto_rawDescGZIP(), []int{2}
+	return file_hsmpool_v1_pool_proto_rawDescGZIP(), []int{11}
 }
 
 // SecurityDomainStatus is what the .../pending endpoints report.
@@ -165,7 +668,7 @@ type SecurityDomainStatus struct {
 
 func (x *SecurityDomainStatus) Reset() {
 	*x = SecurityDomainStatus{}
-	mi := &file_hsmpool_v1_pool_proto_msgTypes[3]
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -177,7 +680,7 @@ func (x *SecurityDomainStatus) String() string {
 func (*SecurityDomainStatus) ProtoMessage() {}
 
 func (x *SecurityDomainStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_pool_proto_msgTypes[3]
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -190,7 +693,7 @@ func (x *SecurityDomainStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityDomainStatus.ProtoReflect.Descriptor instead.
 func (*SecurityDomainStatus) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_pool_proto_rawDescGZIP(), []int{3}
+	return file_hsmpool_v1_pool_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SecurityDomainStatus) GetActivated() bool {
@@ -222,7 +725,7 @@ type PoolStatusRequest struct {
 
 func (x *PoolStatusRequest) Reset() {
 	*x = PoolStatusRequest{}
-	mi := &file_hsmpool_v1_pool_proto_msgTypes[4]
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -234,7 +737,7 @@ func (x *PoolStatusRequest) String() string {
 func (*PoolStatusRequest) ProtoMessage() {}
 
 func (x *PoolStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_pool_proto_msgTypes[4]
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -247,7 +750,7 @@ func (x *PoolStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolStatusRequest.ProtoReflect.Descriptor instead.
 func (*PoolStatusRequest) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_pool_proto_rawDescGZIP(), []int{4}
+	return file_hsmpool_v1_pool_proto_rawDescGZIP(), []int{13}
 }
 
 type PoolStatus struct {
@@ -265,7 +768,7 @@ type PoolStatus struct {
 
 func (x *PoolStatus) Reset() {
 	*x = PoolStatus{}
-	mi := &file_hsmpool_v1_pool_proto_msgTypes[5]
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -277,7 +780,7 @@ func (x *PoolStatus) String() string {
 func (*PoolStatus) ProtoMessage() {}
 
 func (x *PoolStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_pool_proto_msgTypes[5]
+	mi := &file_hsmpool_v1_pool_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -290,7 +793,7 @@ func (x *PoolStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolStatus.ProtoReflect.Descriptor instead.
 func (*PoolStatus) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_pool_proto_rawDescGZIP(), []int{5}
+	return file_hsmpool_v1_pool_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PoolStatus) GetName() string {
@@ -347,7 +850,43 @@ var File_hsmpool_v1_pool_proto protoreflect.FileDescriptor
 const file_hsmpool_v1_pool_proto_rawDesc = "" +
 	"\n" +
 	"\x15hsmpool/v1/pool.proto\x12\n" +
-	"hsmpool.v1\"M\n" +
+	"hsmpool.v1\"\x14\n" +
+	"\x12TransferKeyRequest\"/\n" +
+	"\vTransferKey\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\"#\n" +
+	"\rUploadRequest\x12\x12\n" +
+	"\x04blob\x18\x01 \x01(\fR\x04blob\"k\n" +
+	"\x0fStorageLocation\x12\x10\n" +
+	"\x03uri\x18\x01 \x01(\tR\x03uri\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\x120\n" +
+	"\x14use_managed_identity\x18\x03 \x01(\bR\x12useManagedIdentity\"g\n" +
+	"\rBackupRequest\x127\n" +
+	"\blocation\x18\x01 \x01(\v2\x1b.hsmpool.v1.StorageLocationR\blocation\x12\x1d\n" +
+	"\n" +
+	"check_only\x18\x02 \x01(\bR\tcheckOnly\"\x80\x01\n" +
+	"\x0eRestoreRequest\x127\n" +
+	"\blocation\x18\x01 \x01(\v2\x1b.hsmpool.v1.StorageLocationR\blocation\x12\x16\n" +
+	"\x06folder\x18\x02 \x01(\tR\x06folder\x12\x1d\n" +
+	"\n" +
+	"check_only\x18\x03 \x01(\bR\tcheckOnly\"x\n" +
+	"\x11KeyRestoreRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
+	"\blocation\x18\x02 \x01(\v2\x1b.hsmpool.v1.StorageLocationR\blocation\x12\x16\n" +
+	"\x06folder\x18\x03 \x01(\tR\x06folder\"\x1f\n" +
+	"\x06JobRef\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\xfe\x01\n" +
+	"\tBackupJob\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12%\n" +
+	"\x0estatus_details\x18\x03 \x01(\tR\rstatusDetails\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x04 \x01(\tR\terrorCode\x12#\n" +
+	"\rerror_message\x18\x05 \x01(\tR\ferrorMessage\x12\x1d\n" +
+	"\n" +
+	"start_time\x18\x06 \x01(\x03R\tstartTime\x12\x19\n" +
+	"\bend_time\x18\a \x01(\x03R\aendTime\x12\x1d\n" +
+	"\n" +
+	"folder_uri\x18\b \x01(\tR\tfolderUri\"M\n" +
 	"\x0fDownloadRequest\x12\"\n" +
 	"\fcertificates\x18\x01 \x03(\fR\fcertificates\x12\x16\n" +
 	"\x06quorum\x18\x02 \x01(\x05R\x06quorum\"$\n" +
@@ -368,10 +907,19 @@ const file_hsmpool_v1_pool_proto_rawDesc = "" +
 	"\n" +
 	"raft_state\x18\x05 \x01(\tR\traftState\x12#\n" +
 	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12\x12\n" +
-	"\x04keys\x18\a \x01(\x05R\x04keys2\xad\x01\n" +
+	"\x04keys\x18\a \x01(\x05R\x04keys2\x9d\x03\n" +
 	"\x0eSecurityDomain\x12C\n" +
 	"\bDownload\x12\x1b.hsmpool.v1.DownloadRequest\x1a\x1a.hsmpool.v1.DownloadResult\x12V\n" +
-	"\tGetStatus\x12'.hsmpool.v1.SecurityDomainStatusRequest\x1a .hsmpool.v1.SecurityDomainStatus2J\n" +
+	"\tGetStatus\x12'.hsmpool.v1.SecurityDomainStatusRequest\x1a .hsmpool.v1.SecurityDomainStatus\x12I\n" +
+	"\x0eGetTransferKey\x12\x1e.hsmpool.v1.TransferKeyRequest\x1a\x17.hsmpool.v1.TransferKey\x12E\n" +
+	"\x06Upload\x12\x19.hsmpool.v1.UploadRequest\x1a .hsmpool.v1.SecurityDomainStatus\x12\\\n" +
+	"\x0fGetUploadStatus\x12'.hsmpool.v1.SecurityDomainStatusRequest\x1a .hsmpool.v1.SecurityDomainStatus2\xd2\x02\n" +
+	"\x06Backup\x12?\n" +
+	"\vStartBackup\x12\x19.hsmpool.v1.BackupRequest\x1a\x15.hsmpool.v1.BackupJob\x12<\n" +
+	"\x0fGetBackupStatus\x12\x12.hsmpool.v1.JobRef\x1a\x15.hsmpool.v1.BackupJob\x12A\n" +
+	"\fStartRestore\x12\x1a.hsmpool.v1.RestoreRequest\x1a\x15.hsmpool.v1.BackupJob\x12G\n" +
+	"\x0fStartKeyRestore\x12\x1d.hsmpool.v1.KeyRestoreRequest\x1a\x15.hsmpool.v1.BackupJob\x12=\n" +
+	"\x10GetRestoreStatus\x12\x12.hsmpool.v1.JobRef\x1a\x15.hsmpool.v1.BackupJob2J\n" +
 	"\x04Pool\x12B\n" +
 	"\tGetStatus\x12\x1d.hsmpool.v1.PoolStatusRequest\x1a\x16.hsmpool.v1.PoolStatusB7Z5github.com/hsmpool/hsmpool/proto/hsmpool/v1;hsmpoolv1b\x06proto3"
 
@@ -387,27 +935,55 @@ func file_hsmpool_v1_pool_proto_rawDescGZIP() []byte {
 	return file_hsmpool_v1_pool_proto_rawDescData
 }
 
-var file_hsmpool_v1_pool_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_hsmpool_v1_pool_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_hsmpool_v1_pool_proto_goTypes = []any{
-	(*DownloadRequest)(nil),             // 0: hsmpool.v1.DownloadRequest
-	(*DownloadResult)(nil),              // 1: hsmpool.v1.DownloadResult
-	(*SecurityDomainStatusRequest)(nil), // 2: hsmpool.v1.SecurityDomainStatusRequest
-	(*SecurityDomainStatus)(nil),        // 3: hsmpool.v1.SecurityDomainStatus
-	(*PoolStatusRequest)(nil),           // 4: hsmpool.v1.PoolStatusRequest
-	(*PoolStatus)(nil),                  // 5: hsmpool.v1.PoolStatus
+	(*TransferKeyRequest)(nil),          // 0: hsmpool.v1.TransferKeyRequest
+	(*TransferKey)(nil),                 // 1: hsmpool.v1.TransferKey
+	(*UploadRequest)(nil),               // 2: hsmpool.v1.UploadRequest
+	(*StorageLocation)(nil),             // 3: hsmpool.v1.StorageLocation
+	(*BackupRequest)(nil),               // 4: hsmpool.v1.BackupRequest
+	(*RestoreRequest)(nil),              // 5: hsmpool.v1.RestoreRequest
+	(*KeyRestoreRequest)(nil),           // 6: hsmpool.v1.KeyRestoreRequest
+	(*JobRef)(nil),                      // 7: hsmpool.v1.JobRef
+	(*BackupJob)(nil),                   // 8: hsmpool.v1.BackupJob
+	(*DownloadRequest)(nil),             // 9: hsmpool.v1.DownloadRequest
+	(*DownloadResult)(nil),              // 10: hsmpool.v1.DownloadResult
+	(*SecurityDomainStatusRequest)(nil), // 11: hsmpool.v1.SecurityDomainStatusRequest
+	(*SecurityDomainStatus)(nil),        // 12: hsmpool.v1.SecurityDomainStatus
+	(*PoolStatusRequest)(nil),           // 13: hsmpool.v1.PoolStatusRequest
+	(*PoolStatus)(nil),                  // 14: hsmpool.v1.PoolStatus
 }
 var file_hsmpool_v1_pool_proto_depIdxs = []int32{
-	0, // 0: hsmpool.v1.SecurityDomain.Download:input_type -> hsmpool.v1.DownloadRequest
-	2, // 1: hsmpool.v1.SecurityDomain.GetStatus:input_type -> hsmpool.v1.SecurityDomainStatusRequest
-	4, // 2: hsmpool.v1.Pool.GetStatus:input_type -> hsmpool.v1.PoolStatusRequest
-	1, // 3: hsmpool.v1.SecurityDomain.Download:output_type -> hsmpool.v1.DownloadResult
-	3, // 4: hsmpool.v1.SecurityDomain.GetStatus:output_type -> hsmpool.v1.SecurityDomainStatus
-	5, // 5: hsmpool.v1.Pool.GetStatus:output_type -> hsmpool.v1.PoolStatus
-	3, // [3:6] is the sub-list for method output_type
-	0, // [0:3] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	3,  // 0: hsmpool.v1.BackupRequest.location:type_name -> hsmpool.v1.StorageLocation
+	3,  // 1: hsmpool.v1.RestoreRequest.location:type_name -> hsmpool.v1.StorageLocation
+	3,  // 2: hsmpool.v1.KeyRestoreRequest.location:type_name -> hsmpool.v1.StorageLocation
+	9,  // 3: hsmpool.v1.SecurityDomain.Download:input_type -> hsmpool.v1.DownloadRequest
+	11, // 4: hsmpool.v1.SecurityDomain.GetStatus:input_type -> hsmpool.v1.SecurityDomainStatusRequest
+	0,  // 5: hsmpool.v1.SecurityDomain.GetTransferKey:input_type -> hsmpool.v1.TransferKeyRequest
+	2,  // 6: hsmpool.v1.SecurityDomain.Upload:input_type -> hsmpool.v1.UploadRequest
+	11, // 7: hsmpool.v1.SecurityDomain.GetUploadStatus:input_type -> hsmpool.v1.SecurityDomainStatusRequest
+	4,  // 8: hsmpool.v1.Backup.StartBackup:input_type -> hsmpool.v1.BackupRequest
+	7,  // 9: hsmpool.v1.Backup.GetBackupStatus:input_type -> hsmpool.v1.JobRef
+	5,  // 10: hsmpool.v1.Backup.StartRestore:input_type -> hsmpool.v1.RestoreRequest
+	6,  // 11: hsmpool.v1.Backup.StartKeyRestore:input_type -> hsmpool.v1.KeyRestoreRequest
+	7,  // 12: hsmpool.v1.Backup.GetRestoreStatus:input_type -> hsmpool.v1.JobRef
+	13, // 13: hsmpool.v1.Pool.GetStatus:input_type -> hsmpool.v1.PoolStatusRequest
+	10, // 14: hsmpool.v1.SecurityDomain.Download:output_type -> hsmpool.v1.DownloadResult
+	12, // 15: hsmpool.v1.SecurityDomain.GetStatus:output_type -> hsmpool.v1.SecurityDomainStatus
+	1,  // 16: hsmpool.v1.SecurityDomain.GetTransferKey:output_type -> hsmpool.v1.TransferKey
+	12, // 17: hsmpool.v1.SecurityDomain.Upload:output_type -> hsmpool.v1.SecurityDomainStatus
+	12, // 18: hsmpool.v1.SecurityDomain.GetUploadStatus:output_type -> hsmpool.v1.SecurityDomainStatus
+	8,  // 19: hsmpool.v1.Backup.StartBackup:output_type -> hsmpool.v1.BackupJob
+	8,  // 20: hsmpool.v1.Backup.GetBackupStatus:output_type -> hsmpool.v1.BackupJob
+	8,  // 21: hsmpool.v1.Backup.StartRestore:output_type -> hsmpool.v1.BackupJob
+	8,  // 22: hsmpool.v1.Backup.StartKeyRestore:output_type -> hsmpool.v1.BackupJob
+	8,  // 23: hsmpool.v1.Backup.GetRestoreStatus:output_type -> hsmpool.v1.BackupJob
+	14, // 24: hsmpool.v1.Pool.GetStatus:output_type -> hsmpool.v1.PoolStatus
+	14, // [14:25] is the sub-list for method output_type
+	3,  // [3:14] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_hsmpool_v1_pool_proto_init() }
@@ -421,9 +997,9 @@ func file_hsmpool_v1_pool_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hsmpool_v1_pool_proto_rawDesc), len(file_hsmpool_v1_pool_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   15,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_hsmpool_v1_pool_proto_goTypes,
 		DependencyIndexes: file_hsmpool_v1_pool_proto_depIdxs,

@@ -19,21 +19,33 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SecurityDomain_Download_FullMethodName  = "/hsmpool.v1.SecurityDomain/Download"
-	SecurityDomain_GetStatus_FullMethodName = "/hsmpool.v1.SecurityDomain/GetStatus"
+	SecurityDomain_Download_FullMethodName        = "/hsmpool.v1.SecurityDomain/Download"
+	SecurityDomain_GetStatus_FullMethodName       = "/hsmpool.v1.SecurityDomain/GetStatus"
+	SecurityDomain_GetTransferKey_FullMethodName  = "/hsmpool.v1.SecurityDomain/GetTransferKey"
+	SecurityDomain_Upload_FullMethodName          = "/hsmpool.v1.SecurityDomain/Upload"
+	SecurityDomain_GetUploadStatus_FullMethodName = "/hsmpool.v1.SecurityDomain/GetUploadStatus"
 )
 
 // SecurityDomainClient is the client API for SecurityDomain service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// SecurityDomain activates the pool (spec/security-domain-format.md). Recovery (exchange key and
-// upload) comes with the disaster-recovery issue.
+// SecurityDomain activates the pool (spec/security-domain-format.md): by a download on a new pool,
+// or by the upload of a restore blob on a pool initialised in recovery mode.
 type SecurityDomainClient interface {
 	// Download makes the domain secrets on first use and activates the pool; later calls with the
 	// same certificates and quorum return the same file.
 	Download(ctx context.Context, in *DownloadRequest, opts ...grpc.CallOption) (*DownloadResult, error)
+	// GetStatus is the download's status (download/pending).
 	GetStatus(ctx context.Context, in *SecurityDomainStatusRequest, opts ...grpc.CallOption) (*SecurityDomainStatus, error)
+	// GetTransferKey returns the exchange key of a pool in recovery mode: a certificate whose RSA
+	// key was generated in this node's HSM and never leaves it.
+	GetTransferKey(ctx context.Context, in *TransferKeyRequest, opts ...grpc.CallOption) (*TransferKey, error)
+	// Upload opens a restore blob made for the exchange key, installs the domain KEK and backup key,
+	// and activates the pool. A wrong or tampered blob fails and leaves the pool in recovery mode.
+	Upload(ctx context.Context, in *UploadRequest, opts ...grpc.CallOption) (*SecurityDomainStatus, error)
+	// GetUploadStatus is the upload's status (upload/pending).
+	GetUploadStatus(ctx context.Context, in *SecurityDomainStatusRequest, opts ...grpc.CallOption) (*SecurityDomainStatus, error)
 }
 
 type securityDomainClient struct {
@@ -64,17 +76,56 @@ func (c *securityDomainClient) GetStatus(ctx context.Context, in *SecurityDomain
 	return out, nil
 }
 
+func (c *securityDomainClient) GetTransferKey(ctx context.Context, in *TransferKeyRequest, opts ...grpc.CallOption) (*TransferKey, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferKey)
+	err := c.cc.Invoke(ctx, SecurityDomain_GetTransferKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *securityDomainClient) Upload(ctx context.Context, in *UploadRequest, opts ...grpc.CallOption) (*SecurityDomainStatus, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SecurityDomainStatus)
+	err := c.cc.Invoke(ctx, SecurityDomain_Upload_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *securityDomainClient) GetUploadStatus(ctx context.Context, in *SecurityDomainStatusRequest, opts ...grpc.CallOption) (*SecurityDomainStatus, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SecurityDomainStatus)
+	err := c.cc.Invoke(ctx, SecurityDomain_GetUploadStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SecurityDomainServer is the server API for SecurityDomain service.
 // All implementations must embed UnimplementedSecurityDomainServer
 // for forward compatibility.
 //
-// SecurityDomain activates the pool (spec/security-domain-format.md). Recovery (exchange key and
-// upload) comes with the disaster-recovery issue.
+// SecurityDomain activates the pool (spec/security-domain-format.md): by a download on a new pool,
+// or by the upload of a restore blob on a pool initialised in recovery mode.
 type SecurityDomainServer interface {
 	// Download makes the domain secrets on first use and activates the pool; later calls with the
 	// same certificates and quorum return the same file.
 	Download(context.Context, *DownloadRequest) (*DownloadResult, error)
+	// GetStatus is the download's status (download/pending).
 	GetStatus(context.Context, *SecurityDomainStatusRequest) (*SecurityDomainStatus, error)
+	// GetTransferKey returns the exchange key of a pool in recovery mode: a certificate whose RSA
+	// key was generated in this node's HSM and never leaves it.
+	GetTransferKey(context.Context, *TransferKeyRequest) (*TransferKey, error)
+	// Upload opens a restore blob made for the exchange key, installs the domain KEK and backup key,
+	// and activates the pool. A wrong or tampered blob fails and leaves the pool in recovery mode.
+	Upload(context.Context, *UploadRequest) (*SecurityDomainStatus, error)
+	// GetUploadStatus is the upload's status (upload/pending).
+	GetUploadStatus(context.Context, *SecurityDomainStatusRequest) (*SecurityDomainStatus, error)
 	mustEmbedUnimplementedSecurityDomainServer()
 }
 
@@ -90,6 +141,15 @@ func (UnimplementedSecurityDomainServer) Download(context.Context, *DownloadRequ
 }
 func (UnimplementedSecurityDomainServer) GetStatus(context.Context, *SecurityDomainStatusRequest) (*SecurityDomainStatus, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStatus not implemented")
+}
+func (UnimplementedSecurityDomainServer) GetTransferKey(context.Context, *TransferKeyRequest) (*TransferKey, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTransferKey not implemented")
+}
+func (UnimplementedSecurityDomainServer) Upload(context.Context, *UploadRequest) (*SecurityDomainStatus, error) {
+	return nil, status.Error(codes.Unimplemented, "method Upload not implemented")
+}
+func (UnimplementedSecurityDomainServer) GetUploadStatus(context.Context, *SecurityDomainStatusRequest) (*SecurityDomainStatus, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetUploadStatus not implemented")
 }
 func (UnimplementedSecurityDomainServer) mustEmbedUnimplementedSecurityDomainServer() {}
 func (UnimplementedSecurityDomainServer) testEmbeddedByValue()                        {}
@@ -148,6 +208,60 @@ func _SecurityDomain_GetStatus_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SecurityDomain_GetTransferKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecurityDomainServer).GetTransferKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SecurityDomain_GetTransferKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecurityDomainServer).GetTransferKey(ctx, req.(*TransferKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SecurityDomain_Upload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UploadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecurityDomainServer).Upload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SecurityDomain_Upload_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecurityDomainServer).Upload(ctx, req.(*UploadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SecurityDomain_GetUploadStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SecurityDomainStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecurityDomainServer).GetUploadStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SecurityDomain_GetUploadStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecurityDomainServer).GetUploadStatus(ctx, req.(*SecurityDomainStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SecurityDomain_ServiceDesc is the grpc.ServiceDesc for SecurityDomain service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -162,6 +276,288 @@ var SecurityDomain_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetStatus",
 			Handler:    _SecurityDomain_GetStatus_Handler,
+		},
+		{
+			MethodName: "GetTransferKey",
+			Handler:    _SecurityDomain_GetTransferKey_Handler,
+		},
+		{
+			MethodName: "Upload",
+			Handler:    _SecurityDomain_Upload_Handler,
+		},
+		{
+			MethodName: "GetUploadStatus",
+			Handler:    _SecurityDomain_GetUploadStatus_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "hsmpool/v1/pool.proto",
+}
+
+const (
+	Backup_StartBackup_FullMethodName      = "/hsmpool.v1.Backup/StartBackup"
+	Backup_GetBackupStatus_FullMethodName  = "/hsmpool.v1.Backup/GetBackupStatus"
+	Backup_StartRestore_FullMethodName     = "/hsmpool.v1.Backup/StartRestore"
+	Backup_StartKeyRestore_FullMethodName  = "/hsmpool.v1.Backup/StartKeyRestore"
+	Backup_GetRestoreStatus_FullMethodName = "/hsmpool.v1.Backup/GetRestoreStatus"
+)
+
+// BackupClient is the client API for Backup service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Backup is full backup and restore of the pool, and selective restore of one key, to and from
+// an Azure Blob Storage container (with a SAS token) or a local directory (file:// URI)
+// (spec/azure-mhsm-api.md §5.3). One backup or restore runs at a time per pool.
+type BackupClient interface {
+	// StartBackup starts a full backup (or, with check_only, the prebackup check) and returns the
+	// job at once; the job runs in the background.
+	StartBackup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (*BackupJob, error)
+	GetBackupStatus(ctx context.Context, in *JobRef, opts ...grpc.CallOption) (*BackupJob, error)
+	// StartRestore starts a full restore (or, with check_only, the prerestore check).
+	StartRestore(ctx context.Context, in *RestoreRequest, opts ...grpc.CallOption) (*BackupJob, error)
+	// StartKeyRestore restores one key, with all its versions, from a full backup.
+	StartKeyRestore(ctx context.Context, in *KeyRestoreRequest, opts ...grpc.CallOption) (*BackupJob, error)
+	GetRestoreStatus(ctx context.Context, in *JobRef, opts ...grpc.CallOption) (*BackupJob, error)
+}
+
+type backupClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewBackupClient(cc grpc.ClientConnInterface) BackupClient {
+	return &backupClient{cc}
+}
+
+func (c *backupClient) StartBackup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (*BackupJob, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BackupJob)
+	err := c.cc.Invoke(ctx, Backup_StartBackup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *backupClient) GetBackupStatus(ctx context.Context, in *JobRef, opts ...grpc.CallOption) (*BackupJob, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BackupJob)
+	err := c.cc.Invoke(ctx, Backup_GetBackupStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *backupClient) StartRestore(ctx context.Context, in *RestoreRequest, opts ...grpc.CallOption) (*BackupJob, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BackupJob)
+	err := c.cc.Invoke(ctx, Backup_StartRestore_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *backupClient) StartKeyRestore(ctx context.Context, in *KeyRestoreRequest, opts ...grpc.CallOption) (*BackupJob, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BackupJob)
+	err := c.cc.Invoke(ctx, Backup_StartKeyRestore_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *backupClient) GetRestoreStatus(ctx context.Context, in *JobRef, opts ...grpc.CallOption) (*BackupJob, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BackupJob)
+	err := c.cc.Invoke(ctx, Backup_GetRestoreStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// BackupServer is the server API for Backup service.
+// All implementations must embed UnimplementedBackupServer
+// for forward compatibility.
+//
+// Backup is full backup and restore of the pool, and selective restore of one key, to and from
+// an Azure Blob Storage container (with a SAS token) or a local directory (file:// URI)
+// (spec/azure-mhsm-api.md §5.3). One backup or restore runs at a time per pool.
+type BackupServer interface {
+	// StartBackup starts a full backup (or, with check_only, the prebackup check) and returns the
+	// job at once; the job runs in the background.
+	StartBackup(context.Context, *BackupRequest) (*BackupJob, error)
+	GetBackupStatus(context.Context, *JobRef) (*BackupJob, error)
+	// StartRestore starts a full restore (or, with check_only, the prerestore check).
+	StartRestore(context.Context, *RestoreRequest) (*BackupJob, error)
+	// StartKeyRestore restores one key, with all its versions, from a full backup.
+	StartKeyRestore(context.Context, *KeyRestoreRequest) (*BackupJob, error)
+	GetRestoreStatus(context.Context, *JobRef) (*BackupJob, error)
+	mustEmbedUnimplementedBackupServer()
+}
+
+// UnimplementedBackupServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedBackupServer struct{}
+
+func (UnimplementedBackupServer) StartBackup(context.Context, *BackupRequest) (*BackupJob, error) {
+	return nil, status.Error(codes.Unimplemented, "method StartBackup not implemented")
+}
+func (UnimplementedBackupServer) GetBackupStatus(context.Context, *JobRef) (*BackupJob, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetBackupStatus not implemented")
+}
+func (UnimplementedBackupServer) StartRestore(context.Context, *RestoreRequest) (*BackupJob, error) {
+	return nil, status.Error(codes.Unimplemented, "method StartRestore not implemented")
+}
+func (UnimplementedBackupServer) StartKeyRestore(context.Context, *KeyRestoreRequest) (*BackupJob, error) {
+	return nil, status.Error(codes.Unimplemented, "method StartKeyRestore not implemented")
+}
+func (UnimplementedBackupServer) GetRestoreStatus(context.Context, *JobRef) (*BackupJob, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRestoreStatus not implemented")
+}
+func (UnimplementedBackupServer) mustEmbedUnimplementedBackupServer() {}
+func (UnimplementedBackupServer) testEmbeddedByValue()                {}
+
+// UnsafeBackupServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to BackupServer will
+// result in compilation errors.
+type UnsafeBackupServer interface {
+	mustEmbedUnimplementedBackupServer()
+}
+
+func RegisterBackupServer(s grpc.ServiceRegistrar, srv BackupServer) {
+	// If the following call panics, it indicates UnimplementedBackupServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Backup_ServiceDesc, srv)
+}
+
+func _Backup_StartBackup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BackupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BackupServer).StartBackup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Backup_StartBackup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BackupServer).StartBackup(ctx, req.(*BackupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Backup_GetBackupStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JobRef)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BackupServer).GetBackupStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Backup_GetBackupStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BackupServer).GetBackupStatus(ctx, req.(*JobRef))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Backup_StartRestore_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RestoreRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BackupServer).StartRestore(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Backup_StartRestore_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BackupServer).StartRestore(ctx, req.(*RestoreRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Backup_StartKeyRestore_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(KeyRestoreRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BackupServer).StartKeyRestore(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Backup_StartKeyRestore_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BackupServer).StartKeyRestore(ctx, req.(*KeyRestoreRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Backup_GetRestoreStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JobRef)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BackupServer).GetRestoreStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Backup_GetRestoreStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BackupServer).GetRestoreStatus(ctx, req.(*JobRef))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Backup_ServiceDesc is the grpc.ServiceDesc for Backup service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Backup_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "hsmpool.v1.Backup",
+	HandlerType: (*BackupServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "StartBackup",
+			Handler:    _Backup_StartBackup_Handler,
+		},
+		{
+			MethodName: "GetBackupStatus",
+			Handler:    _Backup_GetBackupStatus_Handler,
+		},
+		{
+			MethodName: "StartRestore",
+			Handler:    _Backup_StartRestore_Handler,
+		},
+		{
+			MethodName: "StartKeyRestore",
+			Handler:    _Backup_StartKeyRestore_Handler,
+		},
+		{
+			MethodName: "GetRestoreStatus",
+			Handler:    _Backup_GetRestoreStatus_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

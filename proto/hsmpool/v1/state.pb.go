@@ -46,6 +46,7 @@ type Command struct {
 	//	*Command_DeletePrincipal
 	//	*Command_AddCredential
 	//	*Command_RemoveCredential
+	//	*Command_RestoreState
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -255,6 +256,15 @@ func (x *Command) GetRemoveCredential() *RemoveCredential {
 	return nil
 }
 
+func (x *Command) GetRestoreState() *RestoreState {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RestoreState); ok {
+			return x.RestoreState
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -327,6 +337,10 @@ type Command_RemoveCredential struct {
 	RemoveCredential *RemoveCredential `protobuf:"bytes,26,opt,name=remove_credential,json=removeCredential,proto3,oneof"`
 }
 
+type Command_RestoreState struct {
+	RestoreState *RestoreState `protobuf:"bytes,27,opt,name=restore_state,json=restoreState,proto3,oneof"`
+}
+
 func (*Command_InitPool) isCommand_Op() {}
 
 func (*Command_Activate) isCommand_Op() {}
@@ -361,6 +375,8 @@ func (*Command_AddCredential) isCommand_Op() {}
 
 func (*Command_RemoveCredential) isCommand_Op() {}
 
+func (*Command_RestoreState) isCommand_Op() {}
+
 // InitPool is the first command of a pool: its name, tenant, settings and first administrators.
 type InitPool struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -371,9 +387,15 @@ type InitPool struct {
 	// assignments are the first role assignments (each principal's roles at "/"). A pool initialised
 	// before they existed marked its administrators with PrincipalRecord.administrator instead; the
 	// state turns those into Managed HSM Administrator assignments (docs/state.md).
-	Assignments   []*RoleAssignment `protobuf:"bytes,5,rep,name=assignments,proto3" json:"assignments,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Assignments []*RoleAssignment `protobuf:"bytes,5,rep,name=assignments,proto3" json:"assignments,omitempty"`
+	// recovery marks a pool made to receive an existing security domain (hsmpoold init --recovery):
+	// it publishes exchange_cert, whose RSA key is the token object exchange_key_label, and is
+	// activated by an upload, never by a download.
+	Recovery         bool   `protobuf:"varint,6,opt,name=recovery,proto3" json:"recovery,omitempty"`
+	ExchangeCert     []byte `protobuf:"bytes,7,opt,name=exchange_cert,json=exchangeCert,proto3" json:"exchange_cert,omitempty"`
+	ExchangeKeyLabel string `protobuf:"bytes,8,opt,name=exchange_key_label,json=exchangeKeyLabel,proto3" json:"exchange_key_label,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *InitPool) Reset() {
@@ -441,6 +463,27 @@ func (x *InitPool) GetAssignments() []*RoleAssignment {
 	return nil
 }
 
+func (x *InitPool) GetRecovery() bool {
+	if x != nil {
+		return x.Recovery
+	}
+	return false
+}
+
+func (x *InitPool) GetExchangeCert() []byte {
+	if x != nil {
+		return x.ExchangeCert
+	}
+	return nil
+}
+
+func (x *InitPool) GetExchangeKeyLabel() string {
+	if x != nil {
+		return x.ExchangeKeyLabel
+	}
+	return ""
+}
+
 // Activate records the domain made by the first security-domain download.
 type Activate struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -450,8 +493,11 @@ type Activate struct {
 	KekCheck       *KEKCheck              `protobuf:"bytes,4,opt,name=kek_check,json=kekCheck,proto3" json:"kek_check,omitempty"`
 	BackupKey      []byte                 `protobuf:"bytes,5,opt,name=backup_key,json=backupKey,proto3" json:"backup_key,omitempty"` // AES-256, wrapped under the domain KEK
 	KekLabel       string                 `protobuf:"bytes,6,opt,name=kek_label,json=kekLabel,proto3" json:"kek_label,omitempty"`    // the KEK's CKA_LABEL in every node's token
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// recovered marks an activation by a security-domain upload: security_domain, officer_certs and
+	// quorum are then empty (the officers keep the file they have; it is the same domain).
+	Recovered     bool `protobuf:"varint,7,opt,name=recovered,proto3" json:"recovered,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Activate) Reset() {
@@ -524,6 +570,13 @@ func (x *Activate) GetKekLabel() string {
 		return x.KekLabel
 	}
 	return ""
+}
+
+func (x *Activate) GetRecovered() bool {
+	if x != nil {
+		return x.Recovered
+	}
+	return false
 }
 
 // PutKeyVersion adds a version to a key (create, import, rotate, restore of a version), creating the key
@@ -1341,6 +1394,54 @@ func (x *RemoveCredential) GetCredentialId() string {
 	return ""
 }
 
+// RestoreState replaces the pool's keys (with deleted keys and rotation policies), custom role
+// definitions and role assignments with a full backup's, and adds the backup's principals to the
+// pool's own (a principal of both keeps this pool's record). The pool record's identity (name,
+// tenant, security domain, KEK) is kept: the core restores only backups of the same domain.
+type RestoreState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         *State                 `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreState) Reset() {
+	*x = RestoreState{}
+	mi := &file_hsmpool_v1_state_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreState) ProtoMessage() {}
+
+func (x *RestoreState) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_state_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreState.ProtoReflect.Descriptor instead.
+func (*RestoreState) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RestoreState) GetState() *State {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
 type KEKCheck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Blob          []byte                 `protobuf:"bytes,1,opt,name=blob,proto3" json:"blob,omitempty"`
@@ -1353,7 +1454,7 @@ type KEKCheck struct {
 
 func (x *KEKCheck) Reset() {
 	*x = KEKCheck{}
-	mi := &file_hsmpool_v1_state_proto_msgTypes[18]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1365,7 +1466,7 @@ func (x *KEKCheck) String() string {
 func (*KEKCheck) ProtoMessage() {}
 
 func (x *KEKCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_state_proto_msgTypes[18]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1378,7 +1479,7 @@ func (x *KEKCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KEKCheck.ProtoReflect.Descriptor instead.
 func (*KEKCheck) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{18}
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *KEKCheck) GetBlob() []byte {
@@ -1421,7 +1522,7 @@ type SecretRecord struct {
 
 func (x *SecretRecord) Reset() {
 	*x = SecretRecord{}
-	mi := &file_hsmpool_v1_state_proto_msgTypes[19]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1433,7 +1534,7 @@ func (x *SecretRecord) String() string {
 func (*SecretRecord) ProtoMessage() {}
 
 func (x *SecretRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_state_proto_msgTypes[19]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1446,7 +1547,7 @@ func (x *SecretRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretRecord.ProtoReflect.Descriptor instead.
 func (*SecretRecord) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{19}
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SecretRecord) GetId() string {
@@ -1489,7 +1590,7 @@ type CertificateRecord struct {
 
 func (x *CertificateRecord) Reset() {
 	*x = CertificateRecord{}
-	mi := &file_hsmpool_v1_state_proto_msgTypes[20]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +1602,7 @@ func (x *CertificateRecord) String() string {
 func (*CertificateRecord) ProtoMessage() {}
 
 func (x *CertificateRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_state_proto_msgTypes[20]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +1615,7 @@ func (x *CertificateRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertificateRecord.ProtoReflect.Descriptor instead.
 func (*CertificateRecord) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{20}
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CertificateRecord) GetId() string {
@@ -1557,7 +1658,7 @@ type PrincipalRecord struct {
 
 func (x *PrincipalRecord) Reset() {
 	*x = PrincipalRecord{}
-	mi := &file_hsmpool_v1_state_proto_msgTypes[21]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1569,7 +1670,7 @@ func (x *PrincipalRecord) String() string {
 func (*PrincipalRecord) ProtoMessage() {}
 
 func (x *PrincipalRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_state_proto_msgTypes[21]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1582,7 +1683,7 @@ func (x *PrincipalRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrincipalRecord.ProtoReflect.Descriptor instead.
 func (*PrincipalRecord) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{21}
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PrincipalRecord) GetObjectId() string {
@@ -1654,7 +1755,7 @@ type KeyVersion struct {
 
 func (x *KeyVersion) Reset() {
 	*x = KeyVersion{}
-	mi := &file_hsmpool_v1_state_proto_msgTypes[22]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1666,7 +1767,7 @@ func (x *KeyVersion) String() string {
 func (*KeyVersion) ProtoMessage() {}
 
 func (x *KeyVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_state_proto_msgTypes[22]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1679,7 +1780,7 @@ func (x *KeyVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyVersion.ProtoReflect.Descriptor instead.
 func (*KeyVersion) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{22}
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KeyVersion) GetVersion() string {
@@ -1764,7 +1865,7 @@ type KeyRecord struct {
 
 func (x *KeyRecord) Reset() {
 	*x = KeyRecord{}
-	mi := &file_hsmpool_v1_state_proto_msgTypes[23]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1776,7 +1877,7 @@ func (x *KeyRecord) String() string {
 func (*KeyRecord) ProtoMessage() {}
 
 func (x *KeyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_state_proto_msgTypes[23]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1789,7 +1890,7 @@ func (x *KeyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyRecord.ProtoReflect.Descriptor instead.
 func (*KeyRecord) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{23}
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *KeyRecord) GetName() string {
@@ -1836,15 +1937,19 @@ type PoolRecord struct {
 	BackupKey       []byte                 `protobuf:"bytes,12,opt,name=backup_key,json=backupKey,proto3" json:"backup_key,omitempty"`
 	KekLabel        string                 `protobuf:"bytes,13,opt,name=kek_label,json=kekLabel,proto3" json:"kek_label,omitempty"`
 	// Custom role definitions, sorted by name, and role assignments, sorted by name.
-	RoleDefinitions []*RoleDefinition `protobuf:"bytes,14,rep,name=role_definitions,json=roleDefinitions,proto3" json:"role_definitions,omitempty"`
-	RoleAssignments []*RoleAssignment `protobuf:"bytes,15,rep,name=role_assignments,json=roleAssignments,proto3" json:"role_assignments,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	RoleDefinitions  []*RoleDefinition `protobuf:"bytes,14,rep,name=role_definitions,json=roleDefinitions,proto3" json:"role_definitions,omitempty"`
+	RoleAssignments  []*RoleAssignment `protobuf:"bytes,15,rep,name=role_assignments,json=roleAssignments,proto3" json:"role_assignments,omitempty"`
+	Recovery         bool              `protobuf:"varint,16,opt,name=recovery,proto3" json:"recovery,omitempty"`
+	ExchangeCert     []byte            `protobuf:"bytes,17,opt,name=exchange_cert,json=exchangeCert,proto3" json:"exchange_cert,omitempty"`
+	ExchangeKeyLabel string            `protobuf:"bytes,18,opt,name=exchange_key_label,json=exchangeKeyLabel,proto3" json:"exchange_key_label,omitempty"`
+	Recovered        bool              `protobuf:"varint,19,opt,name=recovered,proto3" json:"recovered,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *PoolRecord) Reset() {
 	*x = PoolRecord{}
-	mi := &file_hsmpool_v1_state_proto_msgTypes[24]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1856,7 +1961,7 @@ func (x *PoolRecord) String() string {
 func (*PoolRecord) ProtoMessage() {}
 
 func (x *PoolRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_state_proto_msgTypes[24]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1869,7 +1974,7 @@ func (x *PoolRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolRecord.ProtoReflect.Descriptor instead.
 func (*PoolRecord) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{24}
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PoolRecord) GetName() string {
@@ -1977,6 +2082,34 @@ func (x *PoolRecord) GetRoleAssignments() []*RoleAssignment {
 	return nil
 }
 
+func (x *PoolRecord) GetRecovery() bool {
+	if x != nil {
+		return x.Recovery
+	}
+	return false
+}
+
+func (x *PoolRecord) GetExchangeCert() []byte {
+	if x != nil {
+		return x.ExchangeCert
+	}
+	return nil
+}
+
+func (x *PoolRecord) GetExchangeKeyLabel() string {
+	if x != nil {
+		return x.ExchangeKeyLabel
+	}
+	return ""
+}
+
+func (x *PoolRecord) GetRecovered() bool {
+	if x != nil {
+		return x.Recovered
+	}
+	return false
+}
+
 // State is a snapshot: the pool and its keys, sorted by name.
 type State struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1989,7 +2122,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_hsmpool_v1_state_proto_msgTypes[25]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2001,7 +2134,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_state_proto_msgTypes[25]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2014,7 +2147,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{25}
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *State) GetPool() *PoolRecord {
@@ -2043,7 +2176,8 @@ var File_hsmpool_v1_state_proto protoreflect.FileDescriptor
 const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"\n" +
 	"\x16hsmpool/v1/state.proto\x12\n" +
-	"hsmpool.v1\x1a\x15hsmpool/v1/keys.proto\x1a\x17hsmpool/v1/access.proto\"\xd5\t\n" +
+	"hsmpool.v1\x1a\x15hsmpool/v1/keys.proto\x1a\x17hsmpool/v1/access.proto\"\x96\n" +
+	"\n" +
 	"\aCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04time\x18\x02 \x01(\x03R\x04time\x123\n" +
@@ -2067,8 +2201,9 @@ const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"\rput_principal\x18\x17 \x01(\v2\x18.hsmpool.v1.PutPrincipalH\x00R\fputPrincipal\x12H\n" +
 	"\x10delete_principal\x18\x18 \x01(\v2\x1b.hsmpool.v1.DeletePrincipalH\x00R\x0fdeletePrincipal\x12B\n" +
 	"\x0eadd_credential\x18\x19 \x01(\v2\x19.hsmpool.v1.AddCredentialH\x00R\raddCredential\x12K\n" +
-	"\x11remove_credential\x18\x1a \x01(\v2\x1c.hsmpool.v1.RemoveCredentialH\x00R\x10removeCredentialB\x04\n" +
-	"\x02op\"\xe1\x01\n" +
+	"\x11remove_credential\x18\x1a \x01(\v2\x1c.hsmpool.v1.RemoveCredentialH\x00R\x10removeCredential\x12?\n" +
+	"\rrestore_state\x18\x1b \x01(\v2\x18.hsmpool.v1.RestoreStateH\x00R\frestoreStateB\x04\n" +
+	"\x02op\"\xd0\x02\n" +
 	"\bInitPool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12)\n" +
@@ -2076,7 +2211,10 @@ const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"\n" +
 	"principals\x18\x04 \x03(\v2\x1b.hsmpool.v1.PrincipalRecordR\n" +
 	"principals\x12<\n" +
-	"\vassignments\x18\x05 \x03(\v2\x1a.hsmpool.v1.RoleAssignmentR\vassignments\"\xdf\x01\n" +
+	"\vassignments\x18\x05 \x03(\v2\x1a.hsmpool.v1.RoleAssignmentR\vassignments\x12\x1a\n" +
+	"\brecovery\x18\x06 \x01(\bR\brecovery\x12#\n" +
+	"\rexchange_cert\x18\a \x01(\fR\fexchangeCert\x12,\n" +
+	"\x12exchange_key_label\x18\b \x01(\tR\x10exchangeKeyLabel\"\xfd\x01\n" +
 	"\bActivate\x12'\n" +
 	"\x0fsecurity_domain\x18\x01 \x01(\fR\x0esecurityDomain\x12#\n" +
 	"\rofficer_certs\x18\x02 \x03(\fR\fofficerCerts\x12\x16\n" +
@@ -2084,7 +2222,8 @@ const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"\tkek_check\x18\x04 \x01(\v2\x14.hsmpool.v1.KEKCheckR\bkekCheck\x12\x1d\n" +
 	"\n" +
 	"backup_key\x18\x05 \x01(\fR\tbackupKey\x12\x1b\n" +
-	"\tkek_label\x18\x06 \x01(\tR\bkekLabel\"x\n" +
+	"\tkek_label\x18\x06 \x01(\tR\bkekLabel\x12\x1c\n" +
+	"\trecovered\x18\a \x01(\bR\trecovered\"x\n" +
 	"\rPutKeyVersion\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x120\n" +
 	"\aversion\x18\x02 \x01(\v2\x16.hsmpool.v1.KeyVersionR\aversion\x12!\n" +
@@ -2141,7 +2280,9 @@ const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"credential\"T\n" +
 	"\x10RemoveCredential\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\tR\bobjectId\x12#\n" +
-	"\rcredential_id\x18\x02 \x01(\tR\fcredentialId\"`\n" +
+	"\rcredential_id\x18\x02 \x01(\tR\fcredentialId\"7\n" +
+	"\fRestoreState\x12'\n" +
+	"\x05state\x18\x01 \x01(\v2\x11.hsmpool.v1.StateR\x05state\"`\n" +
 	"\bKEKCheck\x12\x12\n" +
 	"\x04blob\x18\x01 \x01(\fR\x04blob\x12\x0e\n" +
 	"\x02iv\x18\x02 \x01(\fR\x02iv\x12\x1e\n" +
@@ -2188,7 +2329,7 @@ const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x122\n" +
 	"\bversions\x18\x02 \x03(\v2\x16.hsmpool.v1.KeyVersionR\bversions\x12C\n" +
 	"\x0frotation_policy\x18\x03 \x01(\v2\x1a.hsmpool.v1.RotationPolicyR\x0erotationPolicy\x120\n" +
-	"\bdeletion\x18\x04 \x01(\v2\x14.hsmpool.v1.DeletionR\bdeletion\"\xe3\x04\n" +
+	"\bdeletion\x18\x04 \x01(\v2\x14.hsmpool.v1.DeletionR\bdeletion\"\xf0\x05\n" +
 	"\n" +
 	"PoolRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
@@ -2209,7 +2350,11 @@ const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"backup_key\x18\f \x01(\fR\tbackupKey\x12\x1b\n" +
 	"\tkek_label\x18\r \x01(\tR\bkekLabel\x12E\n" +
 	"\x10role_definitions\x18\x0e \x03(\v2\x1a.hsmpool.v1.RoleDefinitionR\x0froleDefinitions\x12E\n" +
-	"\x10role_assignments\x18\x0f \x03(\v2\x1a.hsmpool.v1.RoleAssignmentR\x0froleAssignments\"\x83\x01\n" +
+	"\x10role_assignments\x18\x0f \x03(\v2\x1a.hsmpool.v1.RoleAssignmentR\x0froleAssignments\x12\x1a\n" +
+	"\brecovery\x18\x10 \x01(\bR\brecovery\x12#\n" +
+	"\rexchange_cert\x18\x11 \x01(\fR\fexchangeCert\x12,\n" +
+	"\x12exchange_key_label\x18\x12 \x01(\tR\x10exchangeKeyLabel\x12\x1c\n" +
+	"\trecovered\x18\x13 \x01(\bR\trecovered\"\x83\x01\n" +
 	"\x05State\x12*\n" +
 	"\x04pool\x18\x01 \x01(\v2\x16.hsmpool.v1.PoolRecordR\x04pool\x12)\n" +
 	"\x04keys\x18\x02 \x03(\v2\x15.hsmpool.v1.KeyRecordR\x04keys\x12#\n" +
@@ -2227,7 +2372,7 @@ func file_hsmpool_v1_state_proto_rawDescGZIP() []byte {
 	return file_hsmpool_v1_state_proto_rawDescData
 }
 
-var file_hsmpool_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_hsmpool_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_hsmpool_v1_state_proto_goTypes = []any{
 	(*Command)(nil),              // 0: hsmpool.v1.Command
 	(*InitPool)(nil),             // 1: hsmpool.v1.InitPool
@@ -2247,24 +2392,25 @@ var file_hsmpool_v1_state_proto_goTypes = []any{
 	(*DeletePrincipal)(nil),      // 15: hsmpool.v1.DeletePrincipal
 	(*AddCredential)(nil),        // 16: hsmpool.v1.AddCredential
 	(*RemoveCredential)(nil),     // 17: hsmpool.v1.RemoveCredential
-	(*KEKCheck)(nil),             // 18: hsmpool.v1.KEKCheck
-	(*SecretRecord)(nil),         // 19: hsmpool.v1.SecretRecord
-	(*CertificateRecord)(nil),    // 20: hsmpool.v1.CertificateRecord
-	(*PrincipalRecord)(nil),      // 21: hsmpool.v1.PrincipalRecord
-	(*KeyVersion)(nil),           // 22: hsmpool.v1.KeyVersion
-	(*KeyRecord)(nil),            // 23: hsmpool.v1.KeyRecord
-	(*PoolRecord)(nil),           // 24: hsmpool.v1.PoolRecord
-	(*State)(nil),                // 25: hsmpool.v1.State
-	nil,                          // 26: hsmpool.v1.KeyVersion.TagsEntry
-	(*RoleAssignment)(nil),       // 27: hsmpool.v1.RoleAssignment
-	(*KeyOps)(nil),               // 28: hsmpool.v1.KeyOps
-	(*Tags)(nil),                 // 29: hsmpool.v1.Tags
-	(*ReleasePolicy)(nil),        // 30: hsmpool.v1.ReleasePolicy
-	(*RotationPolicy)(nil),       // 31: hsmpool.v1.RotationPolicy
-	(*RoleDefinition)(nil),       // 32: hsmpool.v1.RoleDefinition
-	(*PublicKey)(nil),            // 33: hsmpool.v1.PublicKey
-	(*KeyAttributes)(nil),        // 34: hsmpool.v1.KeyAttributes
-	(*Deletion)(nil),             // 35: hsmpool.v1.Deletion
+	(*RestoreState)(nil),         // 18: hsmpool.v1.RestoreState
+	(*KEKCheck)(nil),             // 19: hsmpool.v1.KEKCheck
+	(*SecretRecord)(nil),         // 20: hsmpool.v1.SecretRecord
+	(*CertificateRecord)(nil),    // 21: hsmpool.v1.CertificateRecord
+	(*PrincipalRecord)(nil),      // 22: hsmpool.v1.PrincipalRecord
+	(*KeyVersion)(nil),           // 23: hsmpool.v1.KeyVersion
+	(*KeyRecord)(nil),            // 24: hsmpool.v1.KeyRecord
+	(*PoolRecord)(nil),           // 25: hsmpool.v1.PoolRecord
+	(*State)(nil),                // 26: hsmpool.v1.State
+	nil,                          // 27: hsmpool.v1.KeyVersion.TagsEntry
+	(*RoleAssignment)(nil),       // 28: hsmpool.v1.RoleAssignment
+	(*KeyOps)(nil),               // 29: hsmpool.v1.KeyOps
+	(*Tags)(nil),                 // 30: hsmpool.v1.Tags
+	(*ReleasePolicy)(nil),        // 31: hsmpool.v1.ReleasePolicy
+	(*RotationPolicy)(nil),       // 32: hsmpool.v1.RotationPolicy
+	(*RoleDefinition)(nil),       // 33: hsmpool.v1.RoleDefinition
+	(*PublicKey)(nil),            // 34: hsmpool.v1.PublicKey
+	(*KeyAttributes)(nil),        // 35: hsmpool.v1.KeyAttributes
+	(*Deletion)(nil),             // 36: hsmpool.v1.Deletion
 }
 var file_hsmpool_v1_state_proto_depIdxs = []int32{
 	1,  // 0: hsmpool.v1.Command.init_pool:type_name -> hsmpool.v1.InitPool
@@ -2284,40 +2430,42 @@ var file_hsmpool_v1_state_proto_depIdxs = []int32{
 	15, // 14: hsmpool.v1.Command.delete_principal:type_name -> hsmpool.v1.DeletePrincipal
 	16, // 15: hsmpool.v1.Command.add_credential:type_name -> hsmpool.v1.AddCredential
 	17, // 16: hsmpool.v1.Command.remove_credential:type_name -> hsmpool.v1.RemoveCredential
-	21, // 17: hsmpool.v1.InitPool.principals:type_name -> hsmpool.v1.PrincipalRecord
-	27, // 18: hsmpool.v1.InitPool.assignments:type_name -> hsmpool.v1.RoleAssignment
-	18, // 19: hsmpool.v1.Activate.kek_check:type_name -> hsmpool.v1.KEKCheck
-	22, // 20: hsmpool.v1.PutKeyVersion.version:type_name -> hsmpool.v1.KeyVersion
-	28, // 21: hsmpool.v1.UpdateKeyVersion.key_ops:type_name -> hsmpool.v1.KeyOps
-	29, // 22: hsmpool.v1.UpdateKeyVersion.tags:type_name -> hsmpool.v1.Tags
-	30, // 23: hsmpool.v1.UpdateKeyVersion.release_policy:type_name -> hsmpool.v1.ReleasePolicy
-	23, // 24: hsmpool.v1.RestoreKey.key:type_name -> hsmpool.v1.KeyRecord
-	31, // 25: hsmpool.v1.SetRotationPolicy.policy:type_name -> hsmpool.v1.RotationPolicy
-	32, // 26: hsmpool.v1.PutRoleDefinition.definition:type_name -> hsmpool.v1.RoleDefinition
-	27, // 27: hsmpool.v1.PutRoleAssignment.assignment:type_name -> hsmpool.v1.RoleAssignment
-	21, // 28: hsmpool.v1.PutPrincipal.principal:type_name -> hsmpool.v1.PrincipalRecord
-	19, // 29: hsmpool.v1.AddCredential.secret:type_name -> hsmpool.v1.SecretRecord
-	20, // 30: hsmpool.v1.AddCredential.certificate:type_name -> hsmpool.v1.CertificateRecord
-	19, // 31: hsmpool.v1.PrincipalRecord.secrets:type_name -> hsmpool.v1.SecretRecord
-	20, // 32: hsmpool.v1.PrincipalRecord.certificates:type_name -> hsmpool.v1.CertificateRecord
-	33, // 33: hsmpool.v1.KeyVersion.public:type_name -> hsmpool.v1.PublicKey
-	34, // 34: hsmpool.v1.KeyVersion.attributes:type_name -> hsmpool.v1.KeyAttributes
-	26, // 35: hsmpool.v1.KeyVersion.tags:type_name -> hsmpool.v1.KeyVersion.TagsEntry
-	30, // 36: hsmpool.v1.KeyVersion.release_policy:type_name -> hsmpool.v1.ReleasePolicy
-	22, // 37: hsmpool.v1.KeyRecord.versions:type_name -> hsmpool.v1.KeyVersion
-	31, // 38: hsmpool.v1.KeyRecord.rotation_policy:type_name -> hsmpool.v1.RotationPolicy
-	35, // 39: hsmpool.v1.KeyRecord.deletion:type_name -> hsmpool.v1.Deletion
-	21, // 40: hsmpool.v1.PoolRecord.principals:type_name -> hsmpool.v1.PrincipalRecord
-	18, // 41: hsmpool.v1.PoolRecord.kek_check:type_name -> hsmpool.v1.KEKCheck
-	32, // 42: hsmpool.v1.PoolRecord.role_definitions:type_name -> hsmpool.v1.RoleDefinition
-	27, // 43: hsmpool.v1.PoolRecord.role_assignments:type_name -> hsmpool.v1.RoleAssignment
-	24, // 44: hsmpool.v1.State.pool:type_name -> hsmpool.v1.PoolRecord
-	23, // 45: hsmpool.v1.State.keys:type_name -> hsmpool.v1.KeyRecord
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	18, // 17: hsmpool.v1.Command.restore_state:type_name -> hsmpool.v1.RestoreState
+	22, // 18: hsmpool.v1.InitPool.principals:type_name -> hsmpool.v1.PrincipalRecord
+	28, // 19: hsmpool.v1.InitPool.assignments:type_name -> hsmpool.v1.RoleAssignment
+	19, // 20: hsmpool.v1.Activate.kek_check:type_name -> hsmpool.v1.KEKCheck
+	23, // 21: hsmpool.v1.PutKeyVersion.version:type_name -> hsmpool.v1.KeyVersion
+	29, // 22: hsmpool.v1.UpdateKeyVersion.key_ops:type_name -> hsmpool.v1.KeyOps
+	30, // 23: hsmpool.v1.UpdateKeyVersion.tags:type_name -> hsmpool.v1.Tags
+	31, // 24: hsmpool.v1.UpdateKeyVersion.release_policy:type_name -> hsmpool.v1.ReleasePolicy
+	24, // 25: hsmpool.v1.RestoreKey.key:type_name -> hsmpool.v1.KeyRecord
+	32, // 26: hsmpool.v1.SetRotationPolicy.policy:type_name -> hsmpool.v1.RotationPolicy
+	33, // 27: hsmpool.v1.PutRoleDefinition.definition:type_name -> hsmpool.v1.RoleDefinition
+	28, // 28: hsmpool.v1.PutRoleAssignment.assignment:type_name -> hsmpool.v1.RoleAssignment
+	22, // 29: hsmpool.v1.PutPrincipal.principal:type_name -> hsmpool.v1.PrincipalRecord
+	20, // 30: hsmpool.v1.AddCredential.secret:type_name -> hsmpool.v1.SecretRecord
+	21, // 31: hsmpool.v1.AddCredential.certificate:type_name -> hsmpool.v1.CertificateRecord
+	26, // 32: hsmpool.v1.RestoreState.state:type_name -> hsmpool.v1.State
+	20, // 33: hsmpool.v1.PrincipalRecord.secrets:type_name -> hsmpool.v1.SecretRecord
+	21, // 34: hsmpool.v1.PrincipalRecord.certificates:type_name -> hsmpool.v1.CertificateRecord
+	34, // 35: hsmpool.v1.KeyVersion.public:type_name -> hsmpool.v1.PublicKey
+	35, // 36: hsmpool.v1.KeyVersion.attributes:type_name -> hsmpool.v1.KeyAttributes
+	27, // 37: hsmpool.v1.KeyVersion.tags:type_name -> hsmpool.v1.KeyVersion.TagsEntry
+	31, // 38: hsmpool.v1.KeyVersion.release_policy:type_name -> hsmpool.v1.ReleasePolicy
+	23, // 39: hsmpool.v1.KeyRecord.versions:type_name -> hsmpool.v1.KeyVersion
+	32, // 40: hsmpool.v1.KeyRecord.rotation_policy:type_name -> hsmpool.v1.RotationPolicy
+	36, // 41: hsmpool.v1.KeyRecord.deletion:type_name -> hsmpool.v1.Deletion
+	22, // 42: hsmpool.v1.PoolRecord.principals:type_name -> hsmpool.v1.PrincipalRecord
+	19, // 43: hsmpool.v1.PoolRecord.kek_check:type_name -> hsmpool.v1.KEKCheck
+	33, // 44: hsmpool.v1.PoolRecord.role_definitions:type_name -> hsmpool.v1.RoleDefinition
+	28, // 45: hsmpool.v1.PoolRecord.role_assignments:type_name -> hsmpool.v1.RoleAssignment
+	25, // 46: hsmpool.v1.State.pool:type_name -> hsmpool.v1.PoolRecord
+	24, // 47: hsmpool.v1.State.keys:type_name -> hsmpool.v1.KeyRecord
+	48, // [48:48] is the sub-list for method output_type
+	48, // [48:48] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_hsmpool_v1_state_proto_init() }
@@ -2345,6 +2493,7 @@ func file_hsmpool_v1_state_proto_init() {
 		(*Command_DeletePrincipal)(nil),
 		(*Command_AddCredential)(nil),
 		(*Command_RemoveCredential)(nil),
+		(*Command_RestoreState)(nil),
 	}
 	file_hsmpool_v1_state_proto_msgTypes[4].OneofWrappers = []any{}
 	file_hsmpool_v1_state_proto_msgTypes[16].OneofWrappers = []any{
@@ -2357,7 +2506,7 @@ func file_hsmpool_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hsmpool_v1_state_proto_rawDesc), len(file_hsmpool_v1_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
