@@ -29,17 +29,23 @@ import (
 	"github.com/hsmpool/hsmpool/pkg/client"
 )
 
-// TestPoolEndToEnd runs the CLI against a real pool: "hsmpoold dev" in this process (internal/daemon) on its own
-// SoftHSM2 token, reached over TLS by its .localhost name with the client file it wrote. It goes through a pool's
-// first day: three officers make their keys, the administrator activates the pool, officers check their shares,
-// and an application creates, imports, uses, rotates, backs up, deletes and restores keys.
-func TestPoolEndToEnd(t *testing.T) {
+// requireSoftHSM fails the test in CI, and skips it elsewhere, when SoftHSM2 is not installed.
+func requireSoftHSM(t *testing.T) {
+	t.Helper()
 	if _, err := softhsm.Module(); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("SoftHSM2 is required in CI: %v", err)
 		}
 		t.Skipf("skipping: this test runs a pool on SoftHSM2, which is not installed (make deps installs it): %v", err)
 	}
+}
+
+// TestPoolEndToEnd runs the CLI against a real pool: "hsmpoold dev" in this process (internal/daemon) on its own
+// SoftHSM2 token, reached over TLS by its .localhost name with the client file it wrote. It goes through a pool's
+// first day: three officers make their keys, the administrator activates the pool, officers check their shares,
+// and an application creates, imports, uses, rotates, backs up, deletes and restores keys.
+func TestPoolEndToEnd(t *testing.T) {
+	requireSoftHSM(t)
 	dir := t.TempDir()
 	clientFile := startDevPool(t, filepath.Join(dir, "pool"))
 	t.Setenv(client.EnvFile, clientFile)

@@ -4,12 +4,10 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/hsmpool/hsmpool/internal/softhsm"
 	"github.com/hsmpool/hsmpool/pkg/client"
 )
 
@@ -18,12 +16,7 @@ import (
 // on one key, and the principal, with its own client file, signs with that key and is refused the other; then the
 // assignment and the principal go, and with them the principal's access.
 func TestAccessEndToEnd(t *testing.T) {
-	if _, err := softhsm.Module(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("SoftHSM2 is required in CI: %v", err)
-		}
-		t.Skipf("skipping: this test runs a pool on SoftHSM2, which is not installed (make deps installs it): %v", err)
-	}
+	requireSoftHSM(t)
 	dir := t.TempDir()
 	adminFile := startDevPool(t, filepath.Join(dir, "pool"))
 	t.Setenv(client.EnvFile, adminFile)
