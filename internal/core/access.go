@@ -39,7 +39,10 @@ func checkScope(scope string, keyScopes bool) error {
 	case keyScopes && strings.HasPrefix(scope, "/keys/"):
 		return checkName(strings.TrimPrefix(scope, "/keys/"))
 	}
-	return bad("The scope %q is not valid: use \"/\" or \"/keys\"%s.", trunc(scope), map[bool]string{true: " or \"/keys/<key name>\""}[keyScopes])
+	if keyScopes {
+		return bad("The scope %q is not valid: use \"/\", \"/keys\" or \"/keys/<key name>\".", trunc(scope))
+	}
+	return bad("The scope %q is not valid: use \"/\" or \"/keys\".", trunc(scope))
 }
 
 func errRoleDefinitionNotFound(name string) error {
