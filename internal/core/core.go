@@ -195,10 +195,14 @@ func (c *Core) Interceptor(ctx context.Context, req any, info *grpc.UnaryServerI
 	start := c.now()
 	reqID := firstMD(ctx, "x-ms-request-id")
 	rule, known := authz.RuleFor(info.FullMethod)
-	var who caller
-	resp, err := c.intercept(ctx, req, info, handler, rule, known, &who)
-	if known && !rule.Public() {
-		c.audit(ctx, start, reqID, info.FullMethod, rule, req, who, err)
+	a := access{rule: rule}
+	audited := known && !rule.Public()
+	if audited {
+		a.scope = rule.Scope(req)
+	}
+	resp, err := c.intercept(ctx, req, info, handler, known, &a)
+	if audited {
+		c.audit(ctx, start, reqID, info.FullMethod, &a, req, err)
 	}
 	if err != nil {
 		k := fault.Of(err)
@@ -212,25 +216,33 @@ func (c *Core) Interceptor(ctx context.Context, req any, info *grpc.UnaryServerI
 	return resp, nil
 }
 
-func (c *Core) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler, rule authz.Rule, known bool, who *caller) (any, error) {
+// access is what the interceptor learns of a call: its rule, the scope it is checked at, and who
+// the caller is once authenticated.
+type access struct {
+	rule  authz.Rule
+	scope string
+	who   caller
+}
+
+func (c *Core) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler, known bool, a *access) (any, error) {
 	if !known {
 		// A method without a rule is a bug caught by authz's tests; refuse rather than allow.
 		return nil, fmt.Errorf("method %s has no authorization rule: %w", info.FullMethod, fault.Internal)
 	}
-	if rule.Public() {
+	if a.rule.Public() {
 		return handler(ctx, req)
 	}
 	var err error
-	if *who, err = c.authenticate(ctx); err != nil {
+	if a.who, err = c.authenticate(ctx); err != nil {
 		return nil, err
 	}
-	if err := authz.Check(c.st, c.st.AssignmentsOf(who.claims.ObjectID), rule.Action, rule.Scope(req)); err != nil {
+	if err := authz.Check(c.st, c.st.AssignmentsOf(a.who.claims.ObjectID), a.rule.Action, a.scope); err != nil {
 		return nil, err
 	}
 	if err := validate(req); err != nil {
 		return nil, err
 	}
-	ctx = context.WithValue(ctx, callerKey{}, *who)
+	ctx = context.WithValue(ctx, callerKey{}, a.who)
 	if strings.HasPrefix(info.FullMethod, "/"+pb.Keys_ServiceDesc.ServiceName+"/") && c.kek.Load() == nil {
 		return nil, &rpcerr.Error{Kind: fault.Conflict, Code: "Conflict", Inner: "PoolNotActivated",
 			Msg: "the pool is not activated: download its security domain first (hsmpool sd download, or az keyvault security-domain download)"}
@@ -268,12 +280,12 @@ func (c *Core) authenticate(ctx context.Context) (caller, error) {
 
 // audit records one call. Key material and tokens never reach the entry: only names, IDs and
 // outcomes.
-func (c *Core) audit(ctx context.Context, start time.Time, reqID, method string, rule authz.Rule, req any, who caller, err error) {
+func (c *Core) audit(ctx context.Context, start time.Time, reqID, method string, a *access, req any, err error) {
 	if c.auditor == nil {
 		return
 	}
-	e := audit.Entry{Time: start, RequestID: reqID, Principal: who.claims.ObjectID, PrincipalName: who.name, ClientIP: firstMD(ctx, "x-client-ip"),
-		Operation: method[strings.LastIndexByte(method, '/')+1:], Action: rule.Action.String(), Scope: rule.Scope(req),
+	e := audit.Entry{Time: start, RequestID: reqID, Principal: a.who.claims.ObjectID, PrincipalName: a.who.name, ClientIP: firstMD(ctx, "x-client-ip"),
+		Operation: method[strings.LastIndexByte(method, '/')+1:], Action: a.rule.Action.String(), Scope: a.scope,
 		Outcome: audit.OutcomeSuccess, Status: 200, Duration: c.now().Sub(start).Microseconds()}
 	if n, ok := req.(interface{ GetName() string }); ok {
 		e.Key = n.GetName()
