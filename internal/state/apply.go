@@ -28,6 +28,8 @@ type change struct {
 	// name, when set, is the key that changes: rec replaces it, or removes it when nil.
 	name string
 	rec  *pb.KeyRecord
+	// restore, when set, replaces every key and the whole assignment index (RestoreState).
+	restore *restored
 }
 
 // Apply applies cmd, the command at Raft index idx, and returns nil or the *rpcerr.Error that
@@ -63,6 +65,9 @@ func (s *State) Apply(idx uint64, cmd *pb.Command) error {
 	}
 	if c.name != "" {
 		s.setKey(c.name, c.rec)
+	}
+	if r := c.restore; r != nil {
+		s.keys, s.live, s.deleted, s.byPrincipal = r.keys, r.live, r.deleted, r.byPrincipal
 	}
 	return nil
 }
@@ -146,6 +151,10 @@ func (s *State) plan(cmd *pb.Command) (change, error) {
 	case *pb.Command_RemoveCredential:
 		if op != nil {
 			return s.removeCredential(op.RemoveCredential)
+		}
+	case *pb.Command_RestoreState:
+		if op != nil {
+			return s.restoreState(op.RestoreState)
 		}
 	}
 	// An op this node does not know (nil here, with the bytes kept as unknown fields) comes
