@@ -258,7 +258,13 @@ func (p *Pool) decryptOAEP256(s pkcs11.SessionHandle, k *Key, ct []byte) ([]byte
 		}
 		p.oaep256.Store(oaepHost)
 	}
-	em, err := p.decryptOnce(s, k.obj, pkcs11.NewMechanism(pkcs11.CKM_RSA_X_509, nil), ct)
+	return p.hostOAEP256(s, k.obj, ct)
+}
+
+// hostOAEP256 is RSA-OAEP-256 decryption of ct (as long as the modulus) with the private key
+// o: the token does the raw RSA decryption (CKM_RSA_X_509), host code the OAEP decoding.
+func (p *Pool) hostOAEP256(s pkcs11.SessionHandle, o pkcs11.ObjectHandle, ct []byte) ([]byte, error) {
+	em, err := p.decryptOnce(s, o, pkcs11.NewMechanism(pkcs11.CKM_RSA_X_509, nil), ct)
 	if err != nil {
 		return nil, err
 	}
