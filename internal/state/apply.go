@@ -172,6 +172,9 @@ func (s *State) initPool(t int64, op *pb.InitPool) (change, error) {
 	if d := op.GetRecoverableDays(); d < 7 || d > 90 {
 		return change{}, errBadParameter("recoverable days must be between 7 and 90, not %d", d)
 	}
+	if op.GetRecovery() && (len(op.GetExchangeCert()) == 0 || op.GetExchangeKeyLabel() == "") {
+		return change{}, errBadParameter("a recovery pool needs its exchange certificate and the label of its exchange key")
+	}
 	// Clone first: a nil entry becomes an empty principal, which the index refuses.
 	ps := make([]*pb.PrincipalRecord, len(op.GetPrincipals()))
 	for i, p := range op.GetPrincipals() {
@@ -209,6 +212,9 @@ func (s *State) initPool(t int64, op *pb.InitPool) (change, error) {
 		Principals:      ps,
 		RoleAssignments: as,
 	}
+	if op.GetRecovery() {
+		pool.Recovery, pool.ExchangeCert, pool.ExchangeKeyLabel = true, append([]byte(nil), op.GetExchangeCert()...), op.GetExchangeKeyLabel()
+	}
 	return change{pool: pool, byClient: byClient, byObject: byObject, byPrincipal: indexAssignments(as)}, nil
 }
 
@@ -218,9 +224,14 @@ func (s *State) activate(t int64, op *pb.Activate) (change, error) {
 		return change{}, errNotInitialized()
 	case s.pool.Activated:
 		return change{}, errConflict("the pool is already activated")
+	case op.GetRecovered() && !s.pool.Recovery:
+		return change{}, errConflict("the pool is not in recovery mode: it is activated by downloading its security domain, not by an upload")
+	case !op.GetRecovered() && s.pool.Recovery:
+		return change{}, errConflict("the pool is in recovery mode: it is activated by uploading a restore blob, not by a download")
 	}
 	op = cloneOrNew(op)
 	pool := shallowCopy(s.pool)
+	pool.Recovered = op.Recovered
 	pool.SecurityDomain = op.SecurityDomain
 	pool.OfficerCerts = op.OfficerCerts
 	pool.Quorum = op.Quorum
