@@ -79,6 +79,8 @@ type HSM interface {
 	FindKEK(ctx context.Context, label string) (*hsm.KEK, error)
 	NewKEKCheck(ctx context.Context, kek *hsm.KEK) (hsm.KEKCheck, error)
 	VerifyKEK(ctx context.Context, kek *hsm.KEK, c hsm.KEKCheck) error
+	FindExchangeKey(ctx context.Context, label string) (*hsm.ExchangeKey, error)
+	DestroyExchangeKey(ctx context.Context, label string) error
 }
 
 // TokenValidator checks access tokens (auth.Issuer).
@@ -125,6 +127,7 @@ type Core struct {
 
 	kek      atomic.Pointer[hsm.KEK]
 	activate sync.Mutex // one activation at a time
+	upload   uploadState
 }
 
 // New checks cfg and returns a Core. Call Resume before serving.

@@ -50,6 +50,12 @@ func (s *sdServer) Download(ctx context.Context, r *pb.DownloadRequest) (*pb.Dow
 	switch p := c.st.Pool(); {
 	case p == nil:
 		return nil, rpcerr.New(fault.Unavailable, "ServiceUnavailable", "the pool is not initialised yet")
+	case p.Recovery && !p.Activated:
+		return nil, rpcerr.New(fault.Conflict, "Conflict",
+			"This pool is in recovery mode: it receives an existing security domain and cannot make one. Upload a restore blob instead: get the exchange key (GET /securitydomain/upload), build the blob with the officers' keys, and POST it to /securitydomain/upload.")
+	case p.Recovered:
+		return nil, rpcerr.New(fault.Conflict, "Conflict",
+			"This pool's security domain was restored by an upload: its security officers already hold the security-domain file, and a download cannot split it again.")
 	case p.Activated:
 		return sameDomain(p, r)
 	}
@@ -77,9 +83,9 @@ func sameDomain(p *pb.PoolRecord, r *pb.DownloadRequest) (*pb.DownloadResult, er
 	return &pb.DownloadResult{File: p.SecurityDomain}, nil
 }
 
-// makeDomain makes the domain secrets from the token's RNG, installs the KEK in the token, wraps
-// the backup key under it and seals both in a security-domain file. Plaintext secrets live only
-// in buffers wiped before return.
+// makeDomain makes the domain secrets from the token's RNG, installs them (installDomain) and
+// seals both in a security-domain file. Plaintext secrets live only in buffers wiped before
+// return.
 func (c *Core) makeDomain(ctx context.Context, certs []*x509.Certificate, quorum int, ders [][]byte) ([]byte, *pb.Activate, *hsm.KEK, error) {
 	kekBytes, err := c.hsm.Random(ctx, 32)
 	if err != nil {
@@ -94,21 +100,7 @@ func (c *Core) makeDomain(ctx context.Context, certs []*x509.Certificate, quorum
 	bkSecret := secret.New(bkBytes)
 	defer bkSecret.Wipe()
 
-	label := "hsmpool-kek-" + newID()[:16]
-	kek, err := c.hsm.ImportKEK(ctx, label, kekSecret)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("install the domain KEK: %w", err)
-	}
-	check, err := c.hsm.NewKEKCheck(ctx, kek)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	bk, err := c.hsm.Import(ctx, hsm.Spec{Type: hsm.AES, Bits: 256}, hsm.UseEncrypt|hsm.UseDecrypt, &hsm.Material{K: secret.Copy(bkSecret.Reveal())})
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("import the backup key: %w", err)
-	}
-	defer bk.Destroy(context.WithoutCancel(ctx))
-	bkWrapped, err := c.hsm.Wrap(ctx, kek, bk)
+	act, kek, err := c.installDomain(ctx, kekSecret, bkSecret)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -119,9 +111,36 @@ func (c *Core) makeDomain(ctx context.Context, certs []*x509.Certificate, quorum
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("make the security-domain file: %w", err)
 	}
-	act := &pb.Activate{SecurityDomain: file, OfficerCerts: ders, Quorum: int32(quorum), KekLabel: label, BackupKey: bkWrapped,
-		KekCheck: &pb.KEKCheck{Blob: check.Blob, Iv: check.IV, Ciphertext: check.Ciphertext, Tag: check.Tag}}
+	act.SecurityDomain, act.OfficerCerts, act.Quorum = file, ders, int32(quorum)
 	return file, act, kek, nil
+}
+
+// installDomain installs the domain secrets in this node's token, by download (makeDomain) or
+// by upload (recovery): the KEK under a new label, a check record for it, and the backup key
+// wrapped under it. It returns the Activate to propose, without the file and officers. The
+// caller owns and wipes the secrets.
+func (c *Core) installDomain(ctx context.Context, kekSecret, bkSecret secret.Bytes) (*pb.Activate, *hsm.KEK, error) {
+	label := "hsmpool-kek-" + newID()[:16]
+	kek, err := c.hsm.ImportKEK(ctx, label, kekSecret)
+	if err != nil {
+		return nil, nil, fmt.Errorf("install the domain KEK: %w", err)
+	}
+	check, err := c.hsm.NewKEKCheck(ctx, kek)
+	if err != nil {
+		return nil, nil, err
+	}
+	bk, err := c.hsm.Import(ctx, hsm.Spec{Type: hsm.AES, Bits: 256}, hsm.UseEncrypt|hsm.UseDecrypt, &hsm.Material{K: secret.Copy(bkSecret.Reveal())})
+	if err != nil {
+		return nil, nil, fmt.Errorf("import the backup key: %w", err)
+	}
+	defer bk.Destroy(context.WithoutCancel(ctx))
+	bkWrapped, err := c.hsm.Wrap(ctx, kek, bk)
+	if err != nil {
+		return nil, nil, err
+	}
+	act := &pb.Activate{KekLabel: label, BackupKey: bkWrapped,
+		KekCheck: &pb.KEKCheck{Blob: check.Blob, Iv: check.IV, Ciphertext: check.Ciphertext, Tag: check.Tag}}
+	return act, kek, nil
 }
 
 func (s *sdServer) GetStatus(ctx context.Context, _ *pb.SecurityDomainStatusRequest) (*pb.SecurityDomainStatus, error) {
