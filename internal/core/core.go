@@ -60,6 +60,8 @@ type StateReader interface {
 	ExpiredDeletions(now time.Time) []string
 	KeyCount() (live, deleted int)
 	Index() uint64
+	// MarshalSnapshot returns a consistent snapshot of the whole state (a pb.State).
+	MarshalSnapshot() ([]byte, error)
 }
 
 // HSM is the crypto the core needs from its node's token.
@@ -107,6 +109,8 @@ type Config struct {
 	Audiences []string
 	// Audit, when set, gets one entry per authenticated call.
 	Audit Auditor
+	// OpenBackupStore opens a full backup's location; nil: internal/blobstore.
+	OpenBackupStore func(uri, token string) (BackupStore, error)
 	// Now is the clock; nil: time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -125,6 +129,9 @@ type Core struct {
 	log     *slog.Logger
 	auditor Auditor
 
+	openBackupStore func(uri, token string) (BackupStore, error)
+	jobs            jobs // full backup and restore jobs of this node
+
 	kek      atomic.Pointer[hsm.KEK]
 	activate sync.Mutex // one activation at a time
 	upload   uploadState
@@ -139,7 +146,7 @@ func New(cfg Config) (*Core, error) {
 		return nil, errors.New("core: at least one audience is required")
 	}
 	c := &Core{hsm: cfg.HSM, cache: cfg.Cache, repl: cfg.Replicator, st: cfg.State, tokens: cfg.Tokens,
-		clu: cfg.Cluster, aud: cfg.Audiences, now: cfg.Now, log: cfg.Logger, auditor: cfg.Audit}
+		clu: cfg.Cluster, aud: cfg.Audiences, now: cfg.Now, log: cfg.Logger, auditor: cfg.Audit, openBackupStore: cfg.OpenBackupStore}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -156,6 +163,7 @@ func (c *Core) Register(s grpc.ServiceRegistrar) {
 	pb.RegisterPoolServer(s, &poolServer{c: c})
 	pb.RegisterAccessServer(s, &accessServer{c: c})
 	pb.RegisterPrincipalsServer(s, &principalsServer{c: c})
+	pb.RegisterBackupServer(s, &backupServer{c: c})
 }
 
 // Resume finds the domain KEK of an activated pool in this node's token and checks it against
