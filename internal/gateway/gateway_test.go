@@ -149,6 +149,14 @@ func TestAPIVersion(t *testing.T) {
 
 func TestRouting(t *testing.T) {
 	e := newEnv(t).withDefaults()
+	notRecovery := func(proto.Message) (proto.Message, error) {
+		return nil, rpcerr.Status(rpcerr.New(fault.BadParameter, "BadParameter", "This pool is not in recovery mode."))
+	}
+	e.core.on("SecurityDomain/GetTransferKey", notRecovery)
+	e.core.on("SecurityDomain/Upload", notRecovery)
+	e.core.on("SecurityDomain/GetUploadStatus", func(proto.Message) (proto.Message, error) {
+		return &pb.SecurityDomainStatus{Status: "Success"}, nil
+	})
 	const op = `{"alg":"ES256","value":"AQID"}`
 	for _, tc := range []struct {
 		method, path, body string
@@ -202,8 +210,9 @@ func TestRouting(t *testing.T) {
 		{"GET", "/keys/k1/attestation", "", 400, "", "", ""},
 		{"GET", "/keys/k1/" + ver1 + "/attestation", "", 400, "", "", ""},
 		{"PUT", "/keys/k1/restore", `{}`, 400, "", "", ""},
-		{"GET", "/securitydomain/upload", "", 400, "", "", ""},
-		{"POST", "/securitydomain/upload", `{"value":"x"}`, 400, "", "", ""},
+		{"GET", "/securitydomain/upload", "", 400, "SecurityDomain/GetTransferKey", "", ""},
+		{"POST", "/securitydomain/upload", `{"value":"x"}`, 400, "SecurityDomain/Upload", "", ""},
+		{"GET", "/securitydomain/upload/pending", "", 200, "SecurityDomain/GetUploadStatus", "", ""},
 
 		{"GET", "/keys/k1/create", "", 405, "", "", ""},
 		{"POST", "/keys/k1", "", 405, "", "", ""},

@@ -420,6 +420,25 @@ type sdValue struct {
 	Value string `json:"value"`
 }
 
+// sdTransferKey is TransferKey of GET /securitydomain/upload: transfer_key is the JWK's JSON
+// text as a string, not an object (spec §2.3).
+type sdTransferKey struct {
+	KeyFormat   string `json:"key_format"`
+	TransferKey string `json:"transfer_key"`
+}
+
+// transferJWK is the exchange key as the CLI's init-recovery reads it; only x5c[0] is used.
+type transferJWK struct {
+	Kty     string   `json:"kty"`
+	KeyOps  []string `json:"key_ops"`
+	Alg     string   `json:"alg"`
+	Kid     string   `json:"kid"`
+	N       string   `json:"n"`
+	E       string   `json:"e"`
+	X5c     []string `json:"x5c"`
+	X5tS256 string   `json:"x5t#S256"`
+}
+
 // sdStatus is SecurityDomainOperationStatus; note the snake_case status_details.
 type sdStatus struct {
 	Status        string `json:"status"`

@@ -1,7 +1,14 @@
 package gateway
 
 import (
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"math/big"
 	"net/http"
 	"net/url"
 	"strings"
@@ -82,12 +89,75 @@ func (g *Gateway) downloadSecurityDomain(c *call) (any, error) {
 	return sdValue{Value: string(res.File)}, nil
 }
 
-// securityDomainStatus serves both pending endpoints: az CLI 2.45 polls upload/pending after a
-// download, so that one too must say Success when no upload runs; the core's status does.
+// securityDomainStatus serves download/pending.
 func (g *Gateway) securityDomainStatus(c *call) (any, error) {
 	st, err := g.sd.GetStatus(c.ctx, &pb.SecurityDomainStatusRequest{})
 	if err != nil {
 		return nil, err
 	}
+	return sdStatus{Status: st.Status, StatusDetails: st.StatusDetails}, nil
+}
+
+// uploadStatus serves upload/pending: the upload's status on a recovery pool. az CLI 2.45 polls
+// this URL after a download too, so the core says Success whenever no upload runs.
+func (g *Gateway) uploadStatus(c *call) (any, error) {
+	st, err := g.sd.GetUploadStatus(c.ctx, &pb.SecurityDomainStatusRequest{})
+	if err != nil {
+		return nil, err
+	}
+	return sdStatus{Status: st.Status, StatusDetails: st.StatusDetails}, nil
+}
+
+// transferKey serves GET /securitydomain/upload (init-recovery): the exchange key as a JWK whose
+// JSON text is the STRING transfer_key, which the CLI decodes twice (spec §2.3).
+func (g *Gateway) transferKey(c *call) (any, error) {
+	tk, err := g.sd.GetTransferKey(c.ctx, &pb.TransferKeyRequest{})
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(tk.Certificate)
+	if err != nil {
+		return nil, fmt.Errorf("exchange certificate from the core: %w", err)
+	}
+	pub, ok := cert.PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return nil, errors.New("exchange certificate from the core is not RSA")
+	}
+	sum := sha256.Sum256(tk.Certificate)
+	jwk, err := json.Marshal(transferJWK{
+		Kty:     "RSA",
+		KeyOps:  []string{"encrypt"},
+		Alg:     "RSA-OAEP-256",
+		Kid:     c.url("transfer_key"),
+		N:       base64.RawURLEncoding.EncodeToString(pub.N.Bytes()),
+		E:       base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pub.E)).Bytes()),
+		X5c:     []string{base64.StdEncoding.EncodeToString(tk.Certificate)},
+		X5tS256: base64.RawURLEncoding.EncodeToString(sum[:]),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return sdTransferKey{KeyFormat: "jwk", TransferKey: string(jwk)}, nil
+}
+
+// uploadSecurityDomain serves POST /securitydomain/upload. The core opens and installs the
+// blob within the call, so the 202 already carries the final status; the pending URL says it
+// again for the clients that poll (spec §2.4).
+func (g *Gateway) uploadSecurityDomain(c *call) (any, error) {
+	var p sdValue
+	if err := g.decode(c, &p); err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(p.Value) == "" {
+		return nil, badParameter("value must hold the restore blob (the JSON text made by restore-blob).")
+	}
+	st, err := g.sd.Upload(c.ctx, &pb.UploadRequest{Blob: []byte(p.Value)})
+	if err != nil {
+		return nil, err
+	}
+	h := c.w.Header()
+	h.Set("Azure-AsyncOperation", c.url("securitydomain", "upload", "pending")+"?api-version="+url.QueryEscape(c.apiVersion))
+	h.Set("Retry-After", "5")
+	c.status = http.StatusAccepted
 	return sdStatus{Status: st.Status, StatusDetails: st.StatusDetails}, nil
 }

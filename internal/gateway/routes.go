@@ -49,7 +49,7 @@ var routeTable = []route{
 	{method: post, path: "keys/{name}/rotate", name: "RotateKey", serve: (*Gateway).rotateKey},
 	{method: get, path: "keys/{name}/rotationpolicy", name: "GetKeyRotationPolicy", serve: (*Gateway).getRotationPolicy},
 	{method: put, path: "keys/{name}/rotationpolicy", name: "UpdateKeyRotationPolicy", serve: (*Gateway).setRotationPolicy},
-	{method: put, path: "keys/{name}/restore", name: "SelectiveKeyRestoreOperation", serve: refuse("Selective key restore is not available on this pool yet.")},
+	{method: put, path: "keys/{name}/restore", name: "SelectiveKeyRestoreOperation", serve: (*Gateway).keyRestore},
 
 	{method: post, path: "keys/{name}/encrypt", name: "Encrypt", serve: keyOp(pb.KeysClient.Encrypt)},
 	{method: post, path: "keys/{name}/{version}/encrypt", name: "Encrypt", serve: keyOp(pb.KeysClient.Encrypt)},
@@ -76,9 +76,16 @@ var routeTable = []route{
 
 	{method: post, path: "securitydomain/download", name: "SecurityDomainDownload", serve: (*Gateway).downloadSecurityDomain},
 	{method: get, path: "securitydomain/download/pending", name: "SecurityDomainDownloadPending", serve: (*Gateway).securityDomainStatus},
-	{method: get, path: "securitydomain/upload/pending", name: "SecurityDomainUploadPending", serve: (*Gateway).securityDomainStatus},
-	{method: get, path: "securitydomain/upload", name: "SecurityDomainTransferKey", serve: refuse("Security-domain recovery is not available on this pool yet.")},
-	{method: post, path: "securitydomain/upload", name: "SecurityDomainUpload", serve: refuse("Security-domain recovery is not available on this pool yet.")},
+	{method: get, path: "securitydomain/upload/pending", name: "SecurityDomainUploadPending", serve: (*Gateway).uploadStatus},
+	{method: get, path: "securitydomain/upload", name: "SecurityDomainTransferKey", serve: (*Gateway).transferKey},
+	{method: post, path: "securitydomain/upload", name: "SecurityDomainUpload", serve: (*Gateway).uploadSecurityDomain},
+
+	{method: post, path: "backup", name: "FullBackup", serve: (*Gateway).fullBackup},
+	{method: post, path: "prebackup", name: "PreFullBackup", serve: (*Gateway).preBackup},
+	{method: get, path: "backup/{id}/pending", name: "FullBackupStatus", serve: (*Gateway).backupPending},
+	{method: put, path: "restore", name: "FullRestoreOperation", serve: (*Gateway).fullRestore},
+	{method: put, path: "prerestore", name: "PreFullRestoreOperation", serve: (*Gateway).preRestore},
+	{method: get, path: "restore/{id}/pending", name: "RestoreStatus", serve: (*Gateway).restorePending},
 }
 
 // rbacRoutes are local RBAC's paths at each scope (azure-mhsm-api.md §5.2): "" is "/", "keys/" is
