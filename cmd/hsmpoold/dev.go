@@ -25,6 +25,8 @@ type devOptions struct {
 	Listen string
 	// Name is the pool name, the first label of https://<name>.managedhsm.<suffix>.
 	Name string
+	// Recovery creates the pool in recovery mode, to receive an existing security domain.
+	Recovery bool
 }
 
 // defaultDevOptions returns the defaults of "hsmpoold dev".
@@ -63,12 +65,19 @@ pool with its keys (--listen and --name are then taken from DIR/hsmpoold.json).
 
 The dev principal holds Managed HSM Administrator, Crypto Officer and Crypto User at "/", so
 that it can both administer the pool and use keys; a production pool separates these duties.
+With --recovery the new pool is made in recovery mode: instead of downloading a new security
+domain, the officers upload a restore blob of an existing one (hsmpool sd exchange-key, then
+hsmpool sd upload), which gives it that domain's KEK.
+
 SIGINT or SIGTERM stops it gracefully.`,
 		Example: `  # Start a pool named contoso on https://127.0.0.1:8443 with its data in ./.data.
   hsmpoold dev --data-dir .data
 
   # Another name and port.
-  hsmpoold dev --data-dir /tmp/fabrikam --name fabrikam --listen 127.0.0.1:9443`,
+  hsmpoold dev --data-dir /tmp/fabrikam --name fabrikam --listen 127.0.0.1:9443
+
+  # A pool that takes over the security domain of another one.
+  hsmpoold dev --data-dir /tmp/recovered --recovery --listen 127.0.0.1:9443`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := opts.validate(); err != nil {
@@ -77,7 +86,7 @@ SIGINT or SIGTERM stops it gracefully.`,
 			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			log := newLogger(c.ErrOrStderr(), "info")
-			cfg, created, err := daemon.DevConfig(ctx, daemon.DevOptions{DataDir: opts.DataDir, Listen: opts.Listen, Name: opts.Name}, log)
+			cfg, created, err := daemon.DevConfig(ctx, daemon.DevOptions{DataDir: opts.DataDir, Listen: opts.Listen, Name: opts.Name, Recovery: opts.Recovery}, log)
 			if err != nil {
 				return err
 			}
@@ -90,6 +99,7 @@ SIGINT or SIGTERM stops it gracefully.`,
 	f.StringVar(&opts.DataDir, "data-dir", opts.DataDir, "directory for the pool's data, created 0700 if missing (required)")
 	f.StringVar(&opts.Listen, "listen", opts.Listen, "host:port of the HTTPS listener")
 	f.StringVar(&opts.Name, "name", opts.Name, "pool name, served as https://NAME.managedhsm.localhost")
+	f.BoolVar(&opts.Recovery, "recovery", false, "create the pool in recovery mode: it is activated by uploading a restore blob of an existing security domain (ignored when resuming)")
 	return cmd
 }
 

@@ -52,6 +52,7 @@ type initOptions struct {
 	tlsCert    string
 	tlsKey     string
 	caFile     string
+	recovery   bool
 }
 
 func newInitCmd() *cobra.Command {
@@ -66,7 +67,10 @@ server certificate for NAME.managedhsm.DNS_SUFFIX, localhost, 127.0.0.1 and ::1 
 The first administrator's credentials (client ID and secret, shown once) go to --client-file,
 0600. The administrator holds the roles --role names at scope "/" (by default only Managed HSM
 Administrator, which grants no key operations: assign key roles to other principals, as
-docs/authz.md shows). The pool then waits to be activated by a security-domain download.`,
+docs/authz.md shows). The pool then waits to be activated by a security-domain download.
+With --recovery it is made in recovery mode instead: init generates an exchange key in the
+token, and the pool waits for the upload of a restore blob of an existing security domain made
+for that key (docs/security-domain.md, "Recovery").`,
 		Example: `  hsmpoold init --name contoso --data-dir /var/lib/hsmpool --pin-file /etc/hsmpool/pin \
     --token-label hsmpool --client-file admin.json`,
 		Args: cobra.NoArgs,
@@ -108,7 +112,11 @@ docs/authz.md shows). The pool then waits to be activated by a security-domain d
 			}
 			ctx, stop := serveCtx(c.Context())
 			defer stop()
-			cfg, clients, err := daemon.Init(ctx, cfg, []string{o.admin}, roles, newLogger(c.ErrOrStderr(), "warn"))
+			initFn := daemon.Init
+			if o.recovery {
+				initFn = daemon.InitRecovery
+			}
+			cfg, clients, err := initFn(ctx, cfg, []string{o.admin}, roles, newLogger(c.ErrOrStderr(), "warn"))
 			if err != nil {
 				return err
 			}
@@ -138,6 +146,7 @@ docs/authz.md shows). The pool then waits to be activated by a security-domain d
 	f.StringVar(&o.clientFile, "client-file", "", "where to write the administrator's client.json (0600, must not exist)")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "server certificate chain (PEM); default: make a CA and a certificate")
 	f.StringVar(&o.tlsKey, "tls-key", "", "server private key (PEM)")
+	f.BoolVar(&o.recovery, "recovery", false, "make the pool in recovery mode, activated by uploading a restore blob of an existing security domain")
 	f.StringVar(&o.caFile, "tls-ca", "", "CA certificate clients should trust (for client.json)")
 	return cmd
 }

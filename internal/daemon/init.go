@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -60,7 +62,18 @@ func WriteClient(path string, c Client) error {
 // administered at all. It writes the configuration file and returns the principals'
 // credentials; the caller stores them (WriteClient). The HSM binding must already work: Init
 // opens it to prove so.
-func Init(ctx context.Context, cfg Config, admins, roles []string, log *slog.Logger) (_ Config, clients []Client, err error) {
+func Init(ctx context.Context, cfg Config, admins, roles []string, log *slog.Logger) (Config, []Client, error) {
+	return initPool(ctx, cfg, admins, roles, false, log)
+}
+
+// InitRecovery is Init for a pool in recovery mode: it also generates the exchange key in the
+// node's token and self-signs its certificate. The pool is then activated by uploading a
+// restore blob made for that key from an existing security domain, never by a download.
+func InitRecovery(ctx context.Context, cfg Config, admins, roles []string, log *slog.Logger) (Config, []Client, error) {
+	return initPool(ctx, cfg, admins, roles, true, log)
+}
+
+func initPool(ctx context.Context, cfg Config, admins, roles []string, recovery bool, log *slog.Logger) (_ Config, clients []Client, err error) {
 	if len(admins) == 0 {
 		return cfg, nil, errors.New("at least one administrator is required")
 	}
@@ -92,11 +105,24 @@ func Init(ctx context.Context, cfg Config, admins, roles []string, log *slog.Log
 	if err != nil {
 		return cfg, nil, fmt.Errorf("open the HSM: %w", err)
 	}
+	init := &pb.InitPool{Name: cfg.Name, TenantId: cfg.TenantID, RecoverableDays: int32(cfg.RecoverableDays)}
+	if recovery {
+		label := "hsmpool-exchange-" + strings.ReplaceAll(uuid.NewString(), "-", "")[:16]
+		der, xerr := newExchangeKey(ctx, pool, label, cfg.Name, time.Now())
+		if xerr != nil {
+			return cfg, nil, errors.Join(fmt.Errorf("make the exchange key: %w", xerr), pool.Close())
+		}
+		defer func() {
+			if err != nil { // the pool was not recorded: leave no key behind
+				_ = reopenAndDestroyExchangeKey(context.WithoutCancel(ctx), cfg, label)
+			}
+		}()
+		init.Recovery, init.ExchangeCert, init.ExchangeKeyLabel = true, der, label
+	}
 	if err := pool.Close(); err != nil {
 		return cfg, nil, err
 	}
 
-	init := &pb.InitPool{Name: cfg.Name, TenantId: cfg.TenantID, RecoverableDays: int32(cfg.RecoverableDays)}
 	for _, name := range admins {
 		sec, hash, err := auth.NewSecret()
 		if err != nil {
@@ -128,6 +154,44 @@ func Init(ctx context.Context, cfg Config, admins, roles []string, log *slog.Log
 		return cfg, nil, err
 	}
 	return cfg, clients, nil
+}
+
+// ExchangeCertValidity is how long the exchange certificate of a recovery pool is valid.
+const ExchangeCertValidity = 365 * 24 * time.Hour
+
+// newExchangeKey generates the exchange key in the token and returns its self-signed
+// certificate (DER), "<pool> exchange key", signed inside the token.
+func newExchangeKey(ctx context.Context, pool *hsm.Pool, label, name string, now time.Time) ([]byte, error) {
+	ex, err := pool.CreateExchangeKey(ctx, label)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: name + " exchange key"},
+		NotBefore:             now.Add(-time.Minute),
+		NotAfter:              now.Add(ExchangeCertValidity),
+		KeyUsage:              x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment,
+		BasicConstraintsValid: true,
+		SignatureAlgorithm:    x509.SHA256WithRSA,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, ex.Public(), ex.Signer(ctx))
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("self-sign the exchange certificate: %w", err), pool.DestroyExchangeKey(ctx, label))
+	}
+	return der, nil
+}
+
+func reopenAndDestroyExchangeKey(ctx context.Context, cfg Config, label string) error {
+	pool, err := hsm.Open(ctx, cfg.HSM)
+	if err != nil {
+		return err
+	}
+	return errors.Join(pool.DestroyExchangeKey(ctx, label), pool.Close())
 }
 
 func makeTLS(cfg *Config) error {
@@ -194,6 +258,8 @@ type DevOptions struct {
 	DataDir string
 	Listen  string
 	Name    string
+	// Recovery makes the pool in recovery mode (InitRecovery).
+	Recovery bool
 }
 
 // DevConfig returns the configuration of the embedded default in dir: the existing one if the
@@ -236,7 +302,11 @@ func DevConfig(ctx context.Context, o DevOptions, log *slog.Logger) (cfg Config,
 	if err := devToken(ctx, &cfg); err != nil {
 		return cfg, false, fmt.Errorf("make the SoftHSM2 token: %w", err)
 	}
-	cfg, clients, err := Init(ctx, cfg, []string{"dev-admin"}, DevRoles, log)
+	initFn := Init
+	if o.Recovery {
+		initFn = InitRecovery
+	}
+	cfg, clients, err := initFn(ctx, cfg, []string{"dev-admin"}, DevRoles, log)
 	if err != nil {
 		return cfg, false, err
 	}
