@@ -126,6 +126,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 	gw, err := gateway.New(gateway.Config{
 		Keys: pb.NewKeysClient(conn), SecurityDomain: pb.NewSecurityDomainClient(conn), Pool: pb.NewPoolClient(conn),
 		Access: pb.NewAccessClient(conn), Principals: pb.NewPrincipalsClient(conn),
+		Backup:   pb.NewBackupClient(conn),
 		Identity: issuer.Handler(), OwnsIdentity: issuer.Owns, Challenge: issuer.Challenge, Resource: cfg.Resource(),
 		MaxBodyBytes: cfg.MaxBodyBytes, Logger: log.With("component", "gateway"), Audit: auditLog,
 	})

@@ -100,6 +100,7 @@ func newEnv(t *testing.T, opts ...func(*Config)) *env {
 	pb.RegisterPoolServer(gs, struct{ pb.PoolServer }{})
 	pb.RegisterAccessServer(gs, struct{ pb.AccessServer }{})
 	pb.RegisterPrincipalsServer(gs, struct{ pb.PrincipalsServer }{})
+	pb.RegisterBackupServer(gs, struct{ pb.BackupServer }{})
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -115,6 +116,7 @@ func newEnv(t *testing.T, opts ...func(*Config)) *env {
 		Pool:           pb.NewPoolClient(cc),
 		Access:         pb.NewAccessClient(cc),
 		Principals:     pb.NewPrincipalsClient(cc),
+		Backup:         pb.NewBackupClient(cc),
 		Identity: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.WriteString(w, "identity:"+r.URL.Path)
 		}),

@@ -29,6 +29,8 @@ type Config struct {
 	Pool           pb.PoolClient
 	Access         pb.AccessClient
 	Principals     pb.PrincipalsClient
+	// Backup serves full backup and restore; nil: those paths answer that the pool has none.
+	Backup pb.BackupClient
 	// Identity serves the identity provider's endpoints (OIDC discovery, JWKS, token); it and
 	// OwnsIdentity are both set or both nil.
 	Identity http.Handler
@@ -73,6 +75,7 @@ type Gateway struct {
 	pool         pb.PoolClient
 	access       pb.AccessClient
 	principals   pb.PrincipalsClient
+	backup       pb.BackupClient
 	identity     http.Handler
 	ownsIdentity func(string) bool
 	challenge    string
@@ -109,6 +112,7 @@ func New(cfg Config) (*Gateway, error) {
 		pool:         cfg.Pool,
 		access:       cfg.Access,
 		principals:   cfg.Principals,
+		backup:       cfg.Backup,
 		identity:     cfg.Identity,
 		ownsIdentity: cfg.OwnsIdentity,
 		challenge:    cfg.Challenge(cfg.Resource),
