@@ -60,6 +60,8 @@ $HSMPOOL_SD_PASSPHRASE, or from the terminal; never from a flag value.`,
 		newRestoreBlobCmd(&restoreBlobOptions{}),
 		newSDDownloadCmd(&sdDownloadOptions{}),
 		newSDStatusCmd(),
+		newSDExchangeKeyCmd(),
+		newSDUploadCmd(&sdUploadOptions{}),
 	)
 	return cmd
 }

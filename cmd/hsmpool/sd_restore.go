@@ -107,25 +107,43 @@ func restoreBlob(cmd *cobra.Command, opts *restoreBlobOptions) error {
 			return err
 		}
 	}
-	sdText, err := os.ReadFile(opts.SDFile)
+	blob, err := buildRestoreBlob(opts, func() (*x509.Certificate, error) {
+		exchange, err := readCertificate(opts.ExchangeKey)
+		if err != nil {
+			return nil, err
+		}
+		return exchange, checkExchangeCert(opts.ExchangeKey, exchange)
+	})
 	if err != nil {
 		return err
+	}
+	if toStdout {
+		_, err = cmd.OutOrStdout().Write(blob)
+		return err
+	}
+	return writeNewFile(opts.Out, blob, 0o600)
+}
+
+// buildRestoreBlob opens opts.SDFile with opts.Keys and makes the restore blob for the exchange certificate that
+// exchangeCert returns; it is called once the file and the number of keys are checked, before any key is read.
+// "hsmpool sd restore-blob" and "hsmpool sd upload --sd-file" share it.
+func buildRestoreBlob(opts *restoreBlobOptions, exchangeCert func() (*x509.Certificate, error)) ([]byte, error) {
+	sdText, err := os.ReadFile(opts.SDFile)
+	if err != nil {
+		return nil, err
 	}
 	scope := sdScope{sdFile: opts.SDFile, given: len(opts.Keys)}
 	file, err := securitydomain.ParseFile(sdText)
 	if err != nil {
-		return scope.explain(err)
+		return nil, scope.explain(err)
 	}
 	scope.file = file
 	if len(opts.Keys) < file.Required {
-		return scope.explain(securitydomain.ErrTooFewKeys)
+		return nil, scope.explain(securitydomain.ErrTooFewKeys)
 	}
-	exchange, err := readCertificate(opts.ExchangeKey)
+	exchange, err := exchangeCert()
 	if err != nil {
-		return err
-	}
-	if err := checkExchangeCert(opts.ExchangeKey, exchange); err != nil {
-		return err
+		return nil, err
 	}
 
 	keys := make([]*officerKey, len(opts.Keys))
@@ -133,18 +151,18 @@ func restoreBlob(cmd *cobra.Command, opts *restoreBlobOptions) error {
 	for i, a := range opts.Keys {
 		arg, err := parseKeyArg(a)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		k, err := readOfficerCert(arg)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if file.ShareFor(k.cert) < 0 {
-			return scope.withKey(k).explain(securitydomain.ErrNoShare)
+			return nil, scope.withKey(k).explain(securitydomain.ErrNoShare)
 		}
 		tp := securitydomain.Thumbprint(k.cert)
 		if other := byThumbprint[tp]; other != nil {
-			return withHints(fmt.Errorf("%s and %s have the same certificate (thumbprint %s): an officer counts once", other.keyPath, k.keyPath, tp),
+			return nil, withHints(fmt.Errorf("%s and %s have the same certificate (thumbprint %s): an officer counts once", other.keyPath, k.keyPath, tp),
 				"give each officer's key once")
 		}
 		byThumbprint[tp] = k
@@ -156,24 +174,20 @@ func restoreBlob(cmd *cobra.Command, opts *restoreBlobOptions) error {
 	sdKeys := make([]securitydomain.OfficerKey, len(keys))
 	for i, k := range keys {
 		if err := k.readKey(func() (secret.Bytes, error) { return pp.forKey(i, k.keyPath) }); err != nil {
-			return err
+			return nil, err
 		}
 		// Open each share on its own first, so that a failure names the officer's key.
 		if _, err := file.CheckShare(k.sd()); err != nil {
-			return scope.withKey(k).explain(err)
+			return nil, scope.withKey(k).explain(err)
 		}
 		sdKeys[i] = k.sd()
 	}
 
 	blob, err := securitydomain.RestoreBlob(sdText, exchange, sdKeys)
 	if err != nil {
-		return scope.explain(err)
+		return nil, scope.explain(err)
 	}
-	if toStdout {
-		_, err = cmd.OutOrStdout().Write(blob)
-		return err
-	}
-	return writeNewFile(opts.Out, blob, 0o600)
+	return blob, nil
 }
 
 // checkExchangeCert checks the exchange certificate before any officer key is opened, so that the error names its

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
@@ -191,6 +192,99 @@ func (c *SecurityDomainClient) Status(ctx context.Context) (Status, error) {
 	var s Status
 	if err := runtime.UnmarshalAsJSON(resp, &s); err != nil {
 		return Status{}, fmt.Errorf("security-domain status: the answer: %w", err)
+	}
+	return s, nil
+}
+
+// TransferKey returns the exchange (transfer) key of a pool in recovery mode: the DER certificate of the RSA key that
+// restore blobs are encrypted to, as "az keyvault security-domain init-recovery" gets it (GET /securitydomain/upload).
+func (c *SecurityDomainClient) TransferKey(ctx context.Context) ([]byte, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, "/securitydomain/upload")
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.pl.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("security-domain transfer key: %w", err)
+	}
+	if !runtime.HasStatusCode(resp, http.StatusOK) {
+		return nil, fmt.Errorf("security-domain transfer key: %w", newResponseError(resp))
+	}
+	var out struct {
+		TransferKey string `json:"transfer_key"` // the JWK's JSON text
+	}
+	if err := runtime.UnmarshalAsJSON(resp, &out); err != nil {
+		return nil, fmt.Errorf("security-domain transfer key: the answer: %w", err)
+	}
+	var jwk struct {
+		X5c []string `json:"x5c"`
+	}
+	if err := json.Unmarshal([]byte(out.TransferKey), &jwk); err != nil {
+		return nil, fmt.Errorf("security-domain transfer key: transfer_key is not a JWK: %w", err)
+	}
+	if len(jwk.X5c) == 0 {
+		return nil, errors.New("security-domain transfer key: the JWK has no certificate (x5c)")
+	}
+	der, err := base64.StdEncoding.DecodeString(jwk.X5c[0])
+	if err != nil {
+		return nil, fmt.Errorf("security-domain transfer key: x5c[0]: %w", err)
+	}
+	if _, err := x509.ParseCertificate(der); err != nil {
+		return nil, fmt.Errorf("security-domain transfer key: x5c[0]: %w", err)
+	}
+	return der, nil
+}
+
+// Upload uploads a restore blob (the JSON text "az keyvault security-domain restore-blob" or
+// securitydomain.RestoreBlob makes) to a pool in recovery mode, which activates it with that security domain. The
+// returned status is the pool's answer; poll [SecurityDomainClient.UploadStatus] while it is StatusInProgress. The
+// request is not retried.
+func (c *SecurityDomainClient) Upload(ctx context.Context, blob []byte) (Status, error) {
+	if len(bytes.TrimSpace(blob)) == 0 {
+		return Status{}, errors.New("security-domain upload: the restore blob is empty")
+	}
+	ctx = policy.WithRetryOptions(ctx, policy.RetryOptions{MaxRetries: -1})
+	req, err := c.newRequest(ctx, http.MethodPost, "/securitydomain/upload")
+	if err != nil {
+		return Status{}, err
+	}
+	if err := runtime.MarshalAsJSON(req, struct {
+		Value string `json:"value"`
+	}{string(blob)}); err != nil {
+		return Status{}, err
+	}
+	resp, err := c.pl.Do(req)
+	if err != nil {
+		return Status{}, fmt.Errorf("security-domain upload: %w", err)
+	}
+	if !runtime.HasStatusCode(resp, http.StatusAccepted, http.StatusOK, http.StatusNoContent) {
+		return Status{}, fmt.Errorf("security-domain upload: %w", newResponseError(resp))
+	}
+	s := Status{Status: StatusInProgress}
+	if resp.StatusCode != http.StatusNoContent {
+		if err := runtime.UnmarshalAsJSON(resp, &s); err != nil {
+			return Status{}, fmt.Errorf("security-domain upload: the answer: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// UploadStatus returns the state of the security-domain upload: GET /securitydomain/upload/pending.
+func (c *SecurityDomainClient) UploadStatus(ctx context.Context) (Status, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, "/securitydomain/upload/pending")
+	if err != nil {
+		return Status{}, err
+	}
+	resp, err := c.pl.Do(req)
+	if err != nil {
+		return Status{}, fmt.Errorf("security-domain upload status: %w", err)
+	}
+	if !runtime.HasStatusCode(resp, http.StatusOK) {
+		return Status{}, fmt.Errorf("security-domain upload status: %w", newResponseError(resp))
+	}
+	var s Status
+	if err := runtime.UnmarshalAsJSON(resp, &s); err != nil {
+		return Status{}, fmt.Errorf("security-domain upload status: the answer: %w", err)
 	}
 	return s, nil
 }
