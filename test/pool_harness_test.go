@@ -90,8 +90,9 @@ type testPool struct {
 	http       *http.Client
 	cred       azcore.TokenCredential
 	keys       *azkeys.Client
-	// officers are the certificates (DER) the pool was activated with.
-	officers [][]byte
+	// officers are the certificates (DER) the pool was activated with, officerKeys their private keys.
+	officers    [][]byte
+	officerKeys []*rsa.PrivateKey
 }
 
 // freeListen returns 127.0.0.1:P where P and P+1 (the Raft port of dev) are free.
@@ -305,9 +306,10 @@ func selfSigned(t *testing.T, cn string) (*rsa.PrivateKey, *x509.Certificate) {
 func (p *testPool) activate() []byte {
 	p.t.Helper()
 	var ders [][]byte
+	var keys []*rsa.PrivateKey
 	for _, n := range []string{"alice", "bob", "carol"} {
-		_, c := selfSigned(p.t, n)
-		ders = append(ders, c.Raw)
+		k, c := selfSigned(p.t, n)
+		ders, keys = append(ders, c.Raw), append(keys, k)
 	}
 	sd, err := client.NewSecurityDomainClient(p.client.URL, p.cred, &client.SecurityDomainClientOptions{ClientOptions: azcore.ClientOptions{Transport: p.http}})
 	if err != nil {
@@ -317,6 +319,6 @@ func (p *testPool) activate() []byte {
 	if err != nil {
 		p.t.Fatalf("download: %v", err)
 	}
-	p.officers = ders
+	p.officers, p.officerKeys = ders, keys
 	return file
 }
