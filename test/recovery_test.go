@@ -115,7 +115,14 @@ func TestSecurityDomainRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(created.Key.X), Y: new(big.Int).SetBytes(created.Key.Y)}
+	point := make([]byte, 65)
+	point[0] = 4
+	copy(point[33-len(created.Key.X):33], created.Key.X)
+	copy(point[65-len(created.Key.Y):], created.Key.Y)
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), point)
+	if err != nil {
+		t.Fatal(err)
+	}
 	digest := sha256.Sum256([]byte("before"))
 	if _, err := a.keys.Sign(ctx, "k1", "", azkeys.SignParameters{Algorithm: to.Ptr(azkeys.SignatureAlgorithmES256), Value: digest[:]}, nil); err != nil {
 		t.Fatal(err)
