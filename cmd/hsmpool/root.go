@@ -54,6 +54,8 @@ diagnostics go to stderr, prefixed with "hsmpool:".`,
 		newPrincipalCmd(),
 		newRoleCmd(),
 		newAuditCmd(),
+		newBackupCmd(),
+		newRestoreCmd(),
 	)
 	return cmd
 }
