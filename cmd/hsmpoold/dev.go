@@ -117,11 +117,22 @@ func printDev(w io.Writer, cfg daemon.Config, r daemon.Ready, created bool) {
 
 Next steps:
   export HSMPOOL_CLIENT_FILE=%s
-  hsmpool sd officer-keygen --out alice    # and bob, carol: the security officers
+%sStop with Ctrl-C; run the same command again to resume this pool.
+`, cfg.Name, verb, r.Addr, r.URL, cfg.Listen, cfg.TLS.CAFile, client, cfg.TenantID, cfg.AuthorityHost, client, nextSteps(r))
+}
+
+// nextSteps are the commands that bring the pool into use: activation by a new security domain,
+// or, in recovery mode, the upload of an existing one.
+func nextSteps(r daemon.Ready) string {
+	if r.AwaitsUpload {
+		return `  hsmpool sd exchange-key -o ex.cer       # the officers build a restore blob for it, offline
+  hsmpool sd upload --sd-file sd.json --key alice.key --key bob.key   # or: hsmpool sd upload --blob blob.json
+`
+	}
+	return `  hsmpool sd officer-keygen --out alice    # and bob, carol: the security officers
   hsmpool sd download --cert alice.cer --cert bob.cer --cert carol.cer --quorum 2 -o sd.json
   hsmpool key create k1 --kty EC-HSM --curve P-256
-Stop with Ctrl-C; run the same command again to resume this pool.
-`, cfg.Name, verb, r.Addr, r.URL, cfg.Listen, cfg.TLS.CAFile, client, cfg.TenantID, cfg.AuthorityHost, client)
+`
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {

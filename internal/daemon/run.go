@@ -50,6 +50,9 @@ type Ready struct {
 	URL      string // the pool's URL
 	Addr     string // the listener's actual address
 	Resource string
+	// AwaitsUpload tells that the pool is in recovery mode and not yet activated: it waits for
+	// the upload of a restore blob.
+	AwaitsUpload bool
 }
 
 // Run serves the node described by cfg until ctx ends, then shuts down gracefully: the listener
@@ -152,7 +155,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 
 	log.Info("serving", "url", cfg.URL(), "listen", hl.Addr().String(), "node", cfg.Raft.NodeID)
 	if ready != nil {
-		ready(Ready{URL: cfg.URL(), Addr: hl.Addr().String(), Resource: cfg.Resource()})
+		p := st.Pool()
+		ready(Ready{URL: cfg.URL(), Addr: hl.Addr().String(), Resource: cfg.Resource(), AwaitsUpload: p.Recovery && !p.Activated})
 	}
 	select {
 	case <-ctx.Done():
