@@ -18,6 +18,8 @@ func FuzzDecodeJSON(f *testing.F) {
 		`{"alg":"A256GCM","value":"aGVsbG8","iv":"AAEC","aad":"YWFk","tag":"AwQ="}`,
 		`{"lifetimeActions":[{"action":{"type":"rotate"},"trigger":{"timeAfterCreate":"P90D"}}],"attributes":{"expiryTime":"P2Y"}}`,
 		`{"certificates":[{"x5c":["MIIB"]},{"value":{"x5c":["MIIC"]}}],"required":2}`,
+		`{"storageResourceUri":"https://a.blob.core.windows.net/c","token":"sv=1","useManagedIdentity":false}`,
+		`{"sasTokenParameters":{"storageResourceUri":"file:///tmp"},"folderToRestore":"f","folder":"g"}`,
 		`{"count":16}`, `{"value":null}`, `{"tags":{"a":1}}`, `{`, `[]`, `null`, ``, "\x00",
 	} {
 		f.Add([]byte(s))
@@ -25,6 +27,7 @@ func FuzzDecodeJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, v := range []any{
 			&keyParams{}, &importParams{}, &keyOpParams{}, &blob{}, &randomParams{}, &rotationPolicy{}, &sdDownloadParams{},
+			&sasParams{}, &restoreParams{}, &keyRestoreParams{},
 		} {
 			err := decodeJSON(body, v)
 			if err != nil {
