@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hsmpool/hsmpool/internal/authz"
 	pb "github.com/hsmpool/hsmpool/proto/hsmpool/v1"
 )
 
@@ -22,9 +23,10 @@ type restored struct {
 // added to the pool's, a principal whose object or client ID the pool already has keeping the
 // pool's record; the pool record's identity (name, tenant, security domain, KEK, recovery
 // fields) stays. The backup's state is checked as RestoreSnapshot checks a snapshot, but a
-// failed check is a BadParameter: the command is refused, the node goes on. If the backup's
-// assignments leave no Administrator at "/", the pool's own Administrator assignments at "/" are
-// kept, so that the restore cannot lock the pool's administrators out.
+// failed check is a BadParameter: the command is refused, the node goes on. The pool's own
+// principals that the backup does not have keep their role assignments (and the custom roles
+// those use), so that the restore cannot lock out the administrators who run it; and if the
+// backup has no Administrator at "/", the pool's own Administrator assignments at "/" stay too.
 func (s *State) restoreState(op *pb.RestoreState) (change, error) {
 	if err := s.requireActive(); err != nil {
 		return change{}, err
@@ -82,10 +84,35 @@ func (s *State) restoreState(op *pb.RestoreState) (change, error) {
 		return change{}, errBadParameter("the backup's principals clash with the pool's")
 	}
 
-	pool.RoleDefinitions = bp.RoleDefinitions
-	as := bp.RoleAssignments
+	// The pool's own principals (those the backup does not have) keep their assignments, and the
+	// custom roles those use: a restore must not lock out the operators who run it (they poll the
+	// job as themselves), and their principals are merged, so their grants are too.
+	inBackup := make(map[string]bool, len(bp.Principals))
+	for _, p := range bp.Principals {
+		inBackup[strings.ToLower(p.ObjectId)] = true
+	}
+	defs, as := slices.Clone(bp.RoleDefinitions), slices.Clone(bp.RoleAssignments)
+	for _, a := range s.pool.RoleAssignments {
+		if inBackup[strings.ToLower(a.PrincipalId)] || s.byObject[strings.ToLower(a.PrincipalId)] == nil {
+			continue // the backup's principal, or one known only by its token (external): the backup decides
+		}
+		i, found := searchAssignment(as, a.Name)
+		if found {
+			continue
+		}
+		as = slices.Insert(as, i, a)
+		if _, builtIn := authz.BuiltInRole(a.RoleDefinitionId); builtIn {
+			continue
+		}
+		if j, found := searchDefinition(defs, a.RoleDefinitionId); !found {
+			if k, ok := searchDefinition(s.pool.RoleDefinitions, a.RoleDefinitionId); ok {
+				defs = slices.Insert(defs, j, s.pool.RoleDefinitions[k])
+			}
+		}
+	}
+	// A backup without an Administrator at "/" (a state cannot hold one, a backup may) keeps the
+	// pool's own Administrator assignments at "/".
 	if countRootAdmins(as, "") == 0 {
-		as = slices.Clone(as)
 		for _, a := range s.pool.RoleAssignments {
 			if !isRootAdmin(a) {
 				continue
@@ -97,6 +124,7 @@ func (s *State) restoreState(op *pb.RestoreState) (change, error) {
 			}
 		}
 	}
+	pool.RoleDefinitions = defs
 	pool.RoleAssignments = as
 	r.byPrincipal = indexAssignments(as)
 	return change{pool: pool, byClient: byClient, byObject: byObject, restore: r}, nil

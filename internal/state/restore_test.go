@@ -3,6 +3,7 @@ package state
 import (
 	"bytes"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -82,15 +83,17 @@ func TestRestoreStateReplacesAndMerges(t *testing.T) {
 		!bytes.Equal(p.BackupKey, before.BackupKey) || !proto.Equal(p.KekCheck, before.KekCheck) || !p.Activated {
 		t.Errorf("the pool's identity changed: %v", p)
 	}
-	// Roles and assignments: the backup's.
+	// Roles and assignments: the backup's, plus those of the pool's own principal that the backup
+	// does not have (principal 7), so that the operators running the restore keep their access.
 	if !slices.EqualFunc(s.RoleDefinitions(), src.RoleDefinitions(), func(a, b *pb.RoleDefinition) bool { return proto.Equal(a, b) }) {
 		t.Error("role definitions are not the backup's")
 	}
-	if !slices.EqualFunc(s.RoleAssignments(), src.RoleAssignments(), func(a, b *pb.RoleAssignment) bool { return proto.Equal(a, b) }) {
-		t.Errorf("role assignments are not the backup's:\n%v\nwant\n%v", s.RoleAssignments(), src.RoleAssignments())
-	}
-	if _, ok := s.RoleAssignment(assignmentID(7)); ok {
-		t.Error("the pool's own assignment survived")
+	own, _ := before7(t)
+	want := slices.Clone(src.RoleAssignments())
+	want = append(want, own)
+	slices.SortFunc(want, func(a, b *pb.RoleAssignment) int { return strings.Compare(a.Name, b.Name) })
+	if !slices.EqualFunc(s.RoleAssignments(), want, func(a, b *pb.RoleAssignment) bool { return proto.Equal(a, b) }) {
+		t.Errorf("role assignments are not the backup's and principal 7's:\n%v\nwant\n%v", s.RoleAssignments(), want)
 	}
 	// Principals: the union; the pool's admin (in both) keeps the pool's record.
 	if _, ok := s.Principal(objectID(7)); !ok {
@@ -109,8 +112,8 @@ func TestRestoreStateReplacesAndMerges(t *testing.T) {
 	if got := s.AssignmentsOf(objectID(1)); len(got) == 0 {
 		t.Error("AssignmentsOf misses the restored assignments")
 	}
-	if got := s.AssignmentsOf(objectID(7)); len(got) != 0 {
-		t.Errorf("AssignmentsOf still lists replaced assignments: %v", got)
+	if got := s.AssignmentsOf(objectID(7)); len(got) != 1 || got[0].Name != assignmentID(7) {
+		t.Errorf("AssignmentsOf(7) after the restore: %v, want its own assignment", got)
 	}
 }
 
@@ -208,4 +211,10 @@ func TestRestoreStateRefused(t *testing.T) {
 		err := s.Apply(s.Index()+1, restoreCmd(t0+1, good()))
 		checkErr(t, err, notActivated)
 	})
+}
+
+// before7 is principal 7's assignment in target, as the restore must keep it.
+func before7(t *testing.T) (*pb.RoleAssignment, bool) {
+	t.Helper()
+	return target(t).RoleAssignment(assignmentID(7))
 }

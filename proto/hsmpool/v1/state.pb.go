@@ -1396,8 +1396,10 @@ func (x *RemoveCredential) GetCredentialId() string {
 
 // RestoreState replaces the pool's keys (with deleted keys and rotation policies), custom role
 // definitions and role assignments with a full backup's, and adds the backup's principals to the
-// pool's own (a principal of both keeps this pool's record). The pool record's identity (name,
-// tenant, security domain, KEK) is kept: the core restores only backups of the same domain.
+// pool's own (a principal of both keeps this pool's record). The pool's own principals that the
+// backup lacks keep their assignments (and the custom roles those use), so that a restore never
+// locks out its operator. The pool record's identity (name, tenant, security domain, KEK) is kept:
+// the core restores only backups of the same domain.
 type RestoreState struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	State         *State                 `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
