@@ -1,12 +1,10 @@
 package hsm
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
-	"fmt"
 	"io"
 
 	"github.com/miekg/pkcs11"
@@ -60,18 +58,14 @@ func exchangePrivateTemplate(label string) []*pkcs11.Attribute {
 }
 
 // exchangePolicy is what FindExchangeKey requires of the private object.
-var exchangePolicy = []struct {
-	attr uint
-	name string
-	want bool
-}{
+var exchangePolicy = keyPolicy{role: "exchange key", keyType: pkcs11.CKK_RSA, typeDoc: "an RSA key", attrs: []policyAttr{
 	{pkcs11.CKA_SENSITIVE, "CKA_SENSITIVE", true},
 	{pkcs11.CKA_EXTRACTABLE, "CKA_EXTRACTABLE", false},
 	{pkcs11.CKA_DECRYPT, "CKA_DECRYPT", true},
 	{pkcs11.CKA_SIGN, "CKA_SIGN", false},
 	{pkcs11.CKA_UNWRAP, "CKA_UNWRAP", false},
 	{pkcs11.CKA_DERIVE, "CKA_DERIVE", false},
-}
+}}
 
 // CreateExchangeKey generates the exchange key pair in the token under label. It fails with
 // fault.AlreadyExists when an object already carries the label.
@@ -133,7 +127,7 @@ func (p *Pool) FindExchangeKey(ctx context.Context, label string) (*ExchangeKey,
 		default:
 			return errf(fault.Conflict, "%d exchange keys labelled %q on token %q", len(privs), label, p.label)
 		}
-		if err := p.checkExchangeAttributes(s, privs[0], label); err != nil {
+		if err := p.checkPolicy(s, privs[0], label, exchangePolicy); err != nil {
 			return err
 		}
 		n, e, err := p.rsaPublic(s, privs[0])
@@ -159,26 +153,6 @@ func (p *Pool) DestroyExchangeKey(ctx context.Context, label string) error {
 		}
 		return p.destroy(s, append(privs, pubs...)...)
 	})
-}
-
-func (p *Pool) checkExchangeAttributes(s pkcs11.SessionHandle, o pkcs11.ObjectHandle, label string) error {
-	tmpl := []*pkcs11.Attribute{attr(pkcs11.CKA_KEY_TYPE, nil)}
-	for _, a := range exchangePolicy {
-		tmpl = append(tmpl, attr(a.attr, nil))
-	}
-	got, err := p.mod.ctx.GetAttributeValue(s, o, tmpl)
-	if err != nil {
-		return p11err(fmt.Sprintf("read the attributes of exchange key %q", label), err)
-	}
-	if !bytes.Equal(got[0].Value, ulongs(pkcs11.CKK_RSA)) {
-		return errf(fault.Forbidden, "the object labelled %q is not an RSA key; refusing to use it as the exchange key", label)
-	}
-	for i, a := range exchangePolicy {
-		if v := got[i+1].Value; len(v) != 1 || (v[0] != 0) != a.want {
-			return errf(fault.Forbidden, "the object labelled %q has %s=%v, which the exchange key never has; refusing to use it", label, a.name, !a.want)
-		}
-	}
-	return nil
 }
 
 // findExchange returns the private and public key objects labelled label.

@@ -117,7 +117,7 @@ func (p *Pool) FindKEK(ctx context.Context, label string) (*KEK, error) {
 		case 0:
 			return errf(fault.NotFound, "no KEK labelled %q on token %q", label, p.label)
 		case 1:
-			if err := p.checkKEKAttributes(s, objs[0], label); err != nil {
+			if err := p.checkPolicy(s, objs[0], label, kekPolicy); err != nil {
 				return err
 			}
 			kek = &KEK{obj: objs[0], label: label}
@@ -128,12 +128,23 @@ func (p *Pool) FindKEK(ctx context.Context, label string) (*KEK, error) {
 	return kek, err
 }
 
-// kekPolicy is what FindKEK requires of an object before it wraps anything under it.
-var kekPolicy = []struct {
+// keyPolicy is what a token object must carry before the pool relies on it: its key type and
+// the value of each listed boolean attribute.
+type keyPolicy struct {
+	role    string // what the pool uses it as, for messages: "KEK", "exchange key"
+	keyType uint   // CKK_*
+	typeDoc string // "an AES key"
+	attrs   []policyAttr
+}
+
+type policyAttr struct {
 	attr uint
 	name string
 	want bool
-}{
+}
+
+// kekPolicy is what FindKEK requires of an object before it wraps anything under it.
+var kekPolicy = keyPolicy{role: "KEK", keyType: pkcs11.CKK_AES, typeDoc: "an AES key", attrs: []policyAttr{
 	{pkcs11.CKA_SENSITIVE, "CKA_SENSITIVE", true},
 	{pkcs11.CKA_WRAP_WITH_TRUSTED, "CKA_WRAP_WITH_TRUSTED", true},
 	{pkcs11.CKA_WRAP, "CKA_WRAP", true},
@@ -145,26 +156,26 @@ var kekPolicy = []struct {
 	{pkcs11.CKA_DERIVE, "CKA_DERIVE", false},
 	{pkcs11.CKA_MODIFIABLE, "CKA_MODIFIABLE", false},
 	{pkcs11.CKA_COPYABLE, "CKA_COPYABLE", false},
-}
+}}
 
-// checkKEKAttributes refuses an object that does not carry the KEK policy, so that a key
-// someone put in the token under the KEK's label is not used by mistake. It cannot tell a
-// planted key that copies the policy from the real one; VerifyKEK can.
-func (p *Pool) checkKEKAttributes(s pkcs11.SessionHandle, o pkcs11.ObjectHandle, label string) error {
+// checkPolicy refuses an object that does not carry pol, so that a key someone put in the token
+// under the expected label is not used by mistake. It cannot tell a planted key that copies the
+// policy from the real one; for the KEK, VerifyKEK can.
+func (p *Pool) checkPolicy(s pkcs11.SessionHandle, o pkcs11.ObjectHandle, label string, pol keyPolicy) error {
 	tmpl := []*pkcs11.Attribute{attr(pkcs11.CKA_KEY_TYPE, nil)}
-	for _, a := range kekPolicy {
+	for _, a := range pol.attrs {
 		tmpl = append(tmpl, attr(a.attr, nil))
 	}
 	got, err := p.mod.ctx.GetAttributeValue(s, o, tmpl)
 	if err != nil {
-		return p11err(fmt.Sprintf("read the attributes of KEK %q", label), err)
+		return p11err(fmt.Sprintf("read the attributes of %s %q", pol.role, label), err)
 	}
-	if !bytes.Equal(got[0].Value, ulongs(pkcs11.CKK_AES)) {
-		return errf(fault.Forbidden, "the object labelled %q is not an AES key; refusing to use it as the KEK", label)
+	if !bytes.Equal(got[0].Value, ulongs(pol.keyType)) {
+		return errf(fault.Forbidden, "the object labelled %q is not %s; refusing to use it as the %s", label, pol.typeDoc, pol.role)
 	}
-	for i, a := range kekPolicy {
+	for i, a := range pol.attrs {
 		if v := got[i+1].Value; len(v) != 1 || (v[0] != 0) != a.want {
-			return errf(fault.Forbidden, "the object labelled %q has %s=%v, which the domain KEK never has; refusing to use it", label, a.name, !a.want)
+			return errf(fault.Forbidden, "the object labelled %q has %s=%v, which the %s never has; refusing to use it", label, a.name, !a.want, pol.role)
 		}
 	}
 	return nil
