@@ -1,6 +1,8 @@
 package cluster_test
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,15 @@ import (
 	"github.com/hsmpool/hsmpool/internal/cluster"
 	"github.com/hsmpool/hsmpool/internal/fault"
 )
+
+// validTLS has every part of the TLS settings; Validate does not call them.
+func validTLS() *cluster.TLS {
+	return &cluster.TLS{
+		CAs:            x509.NewCertPool(),
+		GetCertificate: func() (*tls.Certificate, error) { return nil, nil },
+		Allowed:        func(string) bool { return false },
+	}
+}
 
 func TestConfigValidate(t *testing.T) {
 	valid := func() cluster.Config {
@@ -45,6 +56,12 @@ func TestConfigValidate(t *testing.T) {
 		{"election below heartbeat", func(c *cluster.Config) { c.ElectionTimeout = c.HeartbeatTimeout / 2 }, "election_timeout"},
 		{"snapshot_interval zero", func(c *cluster.Config) { c.SnapshotInterval = 0 }, "snapshot_interval"},
 		{"snapshot_threshold zero", func(c *cluster.Config) { c.SnapshotThreshold = 0 }, "snapshot_threshold"},
+		{"tls", func(c *cluster.Config) { c.TLS = validTLS() }, ""},
+		{"tls without bind_addr", func(c *cluster.Config) { c.TLS = validTLS(); c.BindAddr = "" }, "bind_addr"},
+		{"tls and transport", func(c *cluster.Config) { c.TLS = validTLS(); c.Transport = inmem }, "tls"},
+		{"tls without cas", func(c *cluster.Config) { c.TLS = validTLS(); c.TLS.CAs = nil }, "tls.cas"},
+		{"tls without certificate", func(c *cluster.Config) { c.TLS = validTLS(); c.TLS.GetCertificate = nil }, "tls.get_certificate"},
+		{"tls without allowed", func(c *cluster.Config) { c.TLS = validTLS(); c.TLS.Allowed = nil }, "tls.allowed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

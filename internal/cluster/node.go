@@ -36,6 +36,11 @@ type Node struct {
 	store *raftboltdb.BoltStore
 	snaps *privateSnapshotStore
 	trans raft.Transport
+	// tls is the mutual-TLS stream layer under trans, or nil; plainTCP is set when trans is
+	// the plain TCP transport, which serves a single node only.
+	tls      *tlsLayer
+	plainTCP bool
+	peers    *peerHealth
 
 	closed    atomic.Bool
 	done      chan struct{} // closed when Close has stopped Raft
@@ -93,7 +98,19 @@ func Open(ctx context.Context, cfg Config, fsm raft.FSM, bootstrap bool) (_ *Nod
 	if n.snaps, err = newSnapshotStore(cfg.DataDir, retainSnapshots, logger.Named("snapshot")); err != nil {
 		return nil, err
 	}
+	if cfg.TLS != nil {
+		if n.tls, err = newTLSLayer(cfg.BindAddr, cfg.NodeID, cfg.TLS); err != nil {
+			return nil, err
+		}
+		n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream:  n.tls,
+			MaxPool: 3,
+			Timeout: 10 * time.Second,
+			Logger:  logger.Named("raft-net"),
+		})
+	}
 	if n.trans == nil {
+		n.plainTCP = true
 		n.trans, err = raft.NewTCPTransportWithConfig(cfg.BindAddr, nil, &raft.NetworkTransportConfig{
 			MaxPool: 3,
 			Timeout: 10 * time.Second,
@@ -121,6 +138,11 @@ func Open(ctx context.Context, cfg Config, fsm raft.FSM, bootstrap bool) (_ *Nod
 	}
 	if n.raft, err = raft.NewRaft(rc, fsm, n.store, n.store, n.snaps, n.trans); err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	n.peers = watchPeers(n.raft)
+	if n.tls != nil {
+		lookup := n.serverAt
+		n.tls.peerID.Store(&lookup)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -362,16 +384,47 @@ type Status struct {
 	LastIndex, CommitIndex, AppliedIndex, LastSnapshotIndex uint64
 	// LeaderID and LeaderAddr name the leader this node knows, or are empty.
 	LeaderID, LeaderAddr string
+	// LastContact is when this node last heard from the leader: zero on the leader itself
+	// and on a node that never heard from one. A follower's reads are at most
+	// time.Since(LastContact) plus the apply lag behind the leader's.
+	LastContact time.Time
+	// Followers is, on the leader only, every other server of the latest configuration
+	// with what the leader knows of its replication; nil elsewhere.
+	Followers []FollowerStatus
 }
 
-// Status reports the node's role, term and indexes. It works on a closed node too.
+// FollowerStatus is the leader's view of one other server. hashicorp/raft exposes no
+// per-follower match index or last contact (raft.Stats reports this node only); what it
+// does report is each failed heartbeat to a follower and its resumption, and that is what
+// Unreachable and LastContact come from. A follower's lag in entries needs its own
+// Status (over the node-to-node API, to come with issue 7).
+type FollowerStatus struct {
+	Server
+	// Unreachable: the leader's latest heartbeat to it failed and none has succeeded since.
+	Unreachable bool
+	// LastContact is, while Unreachable, the last time the leader reached it (zero if
+	// never since this node became leader); zero otherwise.
+	LastContact time.Time
+}
+
+// Status reports the node's role, term, indexes, and on the leader its followers. It works
+// on a closed node too.
 func (n *Node) Status() Status {
 	addr, id := n.raft.LeaderWithID()
 	state := stateOf(n.raft.State())
 	if n.closed.Load() {
 		state, addr, id = Shutdown, "", ""
 	}
+	var lastContact time.Time
+	var followers []FollowerStatus
+	if state == Leader {
+		followers = n.followers()
+	} else if state != Shutdown {
+		lastContact = n.raft.LastContact()
+	}
 	return Status{
+		LastContact:       lastContact,
+		Followers:         followers,
 		NodeID:            n.id,
 		Address:           string(n.trans.LocalAddr()),
 		State:             state,
@@ -405,6 +458,9 @@ func (n *Node) release() error {
 	if n.raft != nil {
 		// Shutdown also closes the transport.
 		errs = append(errs, n.raft.Shutdown().Error())
+		if n.peers != nil {
+			n.peers.stop(n.raft)
+		}
 	} else if c, ok := n.trans.(raft.WithClose); ok {
 		errs = append(errs, c.Close())
 	}
