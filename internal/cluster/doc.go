@@ -1,7 +1,9 @@
 // Package cluster runs a node's Raft engine: hashicorp/raft with the log and stable
 // store in DataDir/raft.db (raft-boltdb/v2, bbolt), a file snapshot store in
-// DataDir/snapshots keeping the two newest snapshots, and a transport — plain TCP on
-// Config.BindAddr, or one the caller injects (the mTLS stream layer of issue 7).
+// DataDir/snapshots keeping the two newest snapshots, and a transport on Config.BindAddr:
+// mutual TLS 1.3 with node certificates from the pool CA when Config.TLS is set (what a
+// cluster of several nodes runs on), plain TCP for a single node otherwise, or one the
+// caller injects.
 //
 // [Open] starts a [Node] around a raft.FSM (package fsm's, in the daemon): on a fresh data
 // directory it can bootstrap a cluster of one voter, itself; on an existing one it resumes
@@ -12,9 +14,12 @@
 // are mapped to fault kinds in one table (errors.go): not the leader is fault.NotLeader,
 // a closed or shut-down node fault.Unavailable.
 //
-// Joining, removing and forwarding writes from followers to the leader are not here yet
-// (issue 7). They build on Open(bootstrap=false), Config.Transport and the
-// fault.NotLeader error.
+// Membership: on the leader, [Node.AddVoter] adds a node that was opened without bootstrap
+// and [Node.RemoveServer] removes one; [Node.Configuration] and [Node.Leader] report the
+// cluster as this node knows it, [Node.Status] its indexes and, on the leader, the
+// followers' reachability. The join protocol (join token, node certificate, domain KEK
+// transfer) and forwarding writes from followers to the leader are not here yet (issue 7;
+// docs/cluster.md says what is left).
 //
 // # Determinism
 //
@@ -45,7 +50,7 @@
 // are applied in that order. When Apply returns, its command is applied on this node,
 // so a read of the local FSM state that follows sees it.
 //
-// Apply, Barrier and Snapshot wait for a Raft future, which cannot be cancelled: when
+// Apply, Barrier, Snapshot, AddVoter and RemoveServer wait for a Raft future, which cannot be cancelled: when
 // their context ends first they return ctx.Err() unchanged and the operation goes on —
 // a command that Raft already holds may still commit. The FSM is called from Raft's
 // goroutines, one call at a time (Apply, ApplyBatch and Snapshot on the FSM goroutine;
@@ -59,6 +64,19 @@
 // DataDir is created 0700 and refused if group or others can reach it; raft.db is
 // 0600, snapshot directories 0700 and their files 0600. The log and the snapshots hold
 // the replicated state, which by design carries wrapped key blobs and public keys, never
-// plaintext keys. The plain TCP transport neither authenticates nor encrypts: it suits a
-// single node bound to loopback; clusters of 3 or 5 nodes need the mTLS transport.
+// plaintext keys.
+//
+// The TLS transport speaks TLS 1.3 only, with ALPN "hsmpool-raft/1", and both ends
+// present a node certificate (pki.CA.IssueNode). A node accepts a connection only from a
+// certificate that chains to TLS.CAs, has client-auth usage and names a node ID that
+// TLS.Allowed accepts; a node dialling another accepts only a certificate that chains to
+// TLS.CAs, has server-auth usage, names the ID the cluster configuration has at the
+// dialled address (host names are not checked: the ID is the identity) and that
+// TLS.Allowed accepts. Allowed is asked at every handshake, so withdrawing a removed node
+// from it refuses its certificate from the next connection on; RemoveServer also closes
+// the connections the removed node had opened to the leader, but other nodes keep theirs
+// until they close. Open refuses a TLS.GetCertificate whose certificate does not name
+// Config.NodeID or does not chain to TLS.CAs. The plain TCP transport neither
+// authenticates nor encrypts: it suits a single node bound to loopback, and AddVoter
+// refuses to run on it.
 package cluster
