@@ -43,6 +43,11 @@ var importRules = []importRule{
 		Why:      "PKCS#11 is reached only through internal/hsm, which owns sessions, login and CKR_* mapping",
 	},
 	{
+		Imported: "github.com/cloudflare/circl",
+		Allowed:  []string{modulePath + "/internal/nodejoin"},
+		Why:      "post-quantum crypto is confined to the KEK's join envelope, so its suite and its inputs are reviewed in one place",
+	},
+	{
 		Imported: "github.com/hashicorp/raft",
 		Allowed:  []string{modulePath + "/internal/cluster/...", modulePath + "/internal/fsm/..."},
 		Why:      "Raft is wrapped by internal/cluster (one Apply) and internal/fsm (the state machine)",
