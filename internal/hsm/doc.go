@@ -33,7 +33,9 @@
 // non-extractable by its CKA_UNWRAP_TEMPLATE. Plaintext key material enters the token
 // wrapped to a transport key ([Pool.Import], [Pool.ImportKEK]), never as an attribute value
 // that the PKCS#11 binding would copy into C memory; its Go buffers are wiped. The results
-// of Azure's decrypt and unwrapkey belong to the client. PINs are read from a file or the environment,
+// of Azure's decrypt and unwrapkey belong to the client. The KEK moves to a joining node
+// only as RSA-OAEP ciphertext from C_WrapKey to a key its security officer trusted
+// ([Pool.SendKEK], [TrustJoinKey], [Pool.ReceiveKEK]); the daemon never holds the SO PIN. PINs are read from a file or the environment,
 // never from flags, and wiped after login. docs/hsm.md says what the token enforces and
 // what an attacker with the host but not the token can do.
 package hsm
