@@ -156,6 +156,14 @@ func (s *State) plan(cmd *pb.Command) (change, error) {
 		if op != nil {
 			return s.restoreState(op.RestoreState)
 		}
+	case *pb.Command_PutJoinToken:
+		if op != nil {
+			return s.putJoinToken(t, op.PutJoinToken)
+		}
+	case *pb.Command_UseJoinToken:
+		if op != nil {
+			return s.useJoinToken(t, op.UseJoinToken)
+		}
 	}
 	// An op this node does not know (nil here, with the bytes kept as unknown fields) comes
 	// from a newer proposer; docs/state.md says why that must not happen.

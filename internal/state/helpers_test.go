@@ -65,6 +65,10 @@ func cmdAt(t int64, op any) *pb.Command {
 		c.Op = &pb.Command_AddCredential{AddCredential: o}
 	case *pb.RemoveCredential:
 		c.Op = &pb.Command_RemoveCredential{RemoveCredential: o}
+	case *pb.PutJoinToken:
+		c.Op = &pb.Command_PutJoinToken{PutJoinToken: o}
+	case *pb.UseJoinToken:
+		c.Op = &pb.Command_UseJoinToken{UseJoinToken: o}
 	case nil:
 	default:
 		panic(fmt.Sprintf("cmdAt: %T is not an operation", op))

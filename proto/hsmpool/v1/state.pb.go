@@ -47,6 +47,8 @@ type Command struct {
 	//	*Command_AddCredential
 	//	*Command_RemoveCredential
 	//	*Command_RestoreState
+	//	*Command_PutJoinToken
+	//	*Command_UseJoinToken
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -265,6 +267,24 @@ func (x *Command) GetRestoreState() *RestoreState {
 	return nil
 }
 
+func (x *Command) GetPutJoinToken() *PutJoinToken {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutJoinToken); ok {
+			return x.PutJoinToken
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetUseJoinToken() *UseJoinToken {
+	if x != nil {
+		if x, ok := x.Op.(*Command_UseJoinToken); ok {
+			return x.UseJoinToken
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -341,6 +361,14 @@ type Command_RestoreState struct {
 	RestoreState *RestoreState `protobuf:"bytes,27,opt,name=restore_state,json=restoreState,proto3,oneof"`
 }
 
+type Command_PutJoinToken struct {
+	PutJoinToken *PutJoinToken `protobuf:"bytes,28,opt,name=put_join_token,json=putJoinToken,proto3,oneof"`
+}
+
+type Command_UseJoinToken struct {
+	UseJoinToken *UseJoinToken `protobuf:"bytes,29,opt,name=use_join_token,json=useJoinToken,proto3,oneof"`
+}
+
 func (*Command_InitPool) isCommand_Op() {}
 
 func (*Command_Activate) isCommand_Op() {}
@@ -376,6 +404,10 @@ func (*Command_AddCredential) isCommand_Op() {}
 func (*Command_RemoveCredential) isCommand_Op() {}
 
 func (*Command_RestoreState) isCommand_Op() {}
+
+func (*Command_PutJoinToken) isCommand_Op() {}
+
+func (*Command_UseJoinToken) isCommand_Op() {}
 
 // InitPool is the first command of a pool: its name, tenant, settings and first administrators.
 type InitPool struct {
@@ -1945,8 +1977,10 @@ type PoolRecord struct {
 	ExchangeCert     []byte            `protobuf:"bytes,17,opt,name=exchange_cert,json=exchangeCert,proto3" json:"exchange_cert,omitempty"`
 	ExchangeKeyLabel string            `protobuf:"bytes,18,opt,name=exchange_key_label,json=exchangeKeyLabel,proto3" json:"exchange_key_label,omitempty"`
 	Recovered        bool              `protobuf:"varint,19,opt,name=recovered,proto3" json:"recovered,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// join_tokens are the join tokens not yet expired, or used (docs/cluster.md, "Joining").
+	JoinTokens    []*JoinTokenRecord `protobuf:"bytes,20,rep,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PoolRecord) Reset() {
@@ -2112,6 +2146,181 @@ func (x *PoolRecord) GetRecovered() bool {
 	return false
 }
 
+func (x *PoolRecord) GetJoinTokens() []*JoinTokenRecord {
+	if x != nil {
+		return x.JoinTokens
+	}
+	return nil
+}
+
+// JoinTokenRecord is one join token: only its SHA-256 is kept.
+type JoinTokenRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hash          []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`                   // SHA-256 of the token's 32 random bytes
+	Expires       int64                  `protobuf:"varint,2,opt,name=expires,proto3" json:"expires,omitempty"`            // Unix seconds
+	UsedBy        string                 `protobuf:"bytes,3,opt,name=used_by,json=usedBy,proto3" json:"used_by,omitempty"` // the node ID that used it; empty while unused
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinTokenRecord) Reset() {
+	*x = JoinTokenRecord{}
+	mi := &file_hsmpool_v1_state_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinTokenRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinTokenRecord) ProtoMessage() {}
+
+func (x *JoinTokenRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_state_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinTokenRecord.ProtoReflect.Descriptor instead.
+func (*JoinTokenRecord) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *JoinTokenRecord) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *JoinTokenRecord) GetExpires() int64 {
+	if x != nil {
+		return x.Expires
+	}
+	return 0
+}
+
+func (x *JoinTokenRecord) GetUsedBy() string {
+	if x != nil {
+		return x.UsedBy
+	}
+	return ""
+}
+
+// PutJoinToken records a new join token, and drops the unused tokens expired at the command's time.
+type PutJoinToken struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hash          []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
+	Expires       int64                  `protobuf:"varint,2,opt,name=expires,proto3" json:"expires,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutJoinToken) Reset() {
+	*x = PutJoinToken{}
+	mi := &file_hsmpool_v1_state_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutJoinToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutJoinToken) ProtoMessage() {}
+
+func (x *PutJoinToken) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_state_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutJoinToken.ProtoReflect.Descriptor instead.
+func (*PutJoinToken) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *PutJoinToken) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *PutJoinToken) GetExpires() int64 {
+	if x != nil {
+		return x.Expires
+	}
+	return 0
+}
+
+// UseJoinToken spends a join token for node_id. It fails if the token is unknown, expired, or used
+// by another node; used again by the same node it succeeds and changes nothing (a join that polls).
+type UseJoinToken struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hash          []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
+	NodeId        string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UseJoinToken) Reset() {
+	*x = UseJoinToken{}
+	mi := &file_hsmpool_v1_state_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UseJoinToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UseJoinToken) ProtoMessage() {}
+
+func (x *UseJoinToken) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_state_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UseJoinToken.ProtoReflect.Descriptor instead.
+func (*UseJoinToken) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *UseJoinToken) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *UseJoinToken) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
 // State is a snapshot: the pool and its keys, sorted by name.
 type State struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2124,7 +2333,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_hsmpool_v1_state_proto_msgTypes[26]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2136,7 +2345,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_state_proto_msgTypes[26]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2149,7 +2358,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{26}
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *State) GetPool() *PoolRecord {
@@ -2178,8 +2387,7 @@ var File_hsmpool_v1_state_proto protoreflect.FileDescriptor
 const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"\n" +
 	"\x16hsmpool/v1/state.proto\x12\n" +
-	"hsmpool.v1\x1a\x15hsmpool/v1/keys.proto\x1a\x17hsmpool/v1/access.proto\"\x96\n" +
-	"\n" +
+	"hsmpool.v1\x1a\x15hsmpool/v1/keys.proto\x1a\x17hsmpool/v1/access.proto\"\x9a\v\n" +
 	"\aCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04time\x18\x02 \x01(\x03R\x04time\x123\n" +
@@ -2204,7 +2412,9 @@ const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"\x10delete_principal\x18\x18 \x01(\v2\x1b.hsmpool.v1.DeletePrincipalH\x00R\x0fdeletePrincipal\x12B\n" +
 	"\x0eadd_credential\x18\x19 \x01(\v2\x19.hsmpool.v1.AddCredentialH\x00R\raddCredential\x12K\n" +
 	"\x11remove_credential\x18\x1a \x01(\v2\x1c.hsmpool.v1.RemoveCredentialH\x00R\x10removeCredential\x12?\n" +
-	"\rrestore_state\x18\x1b \x01(\v2\x18.hsmpool.v1.RestoreStateH\x00R\frestoreStateB\x04\n" +
+	"\rrestore_state\x18\x1b \x01(\v2\x18.hsmpool.v1.RestoreStateH\x00R\frestoreState\x12@\n" +
+	"\x0eput_join_token\x18\x1c \x01(\v2\x18.hsmpool.v1.PutJoinTokenH\x00R\fputJoinToken\x12@\n" +
+	"\x0euse_join_token\x18\x1d \x01(\v2\x18.hsmpool.v1.UseJoinTokenH\x00R\fuseJoinTokenB\x04\n" +
 	"\x02op\"\xd0\x02\n" +
 	"\bInitPool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
@@ -2331,7 +2541,7 @@ const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x122\n" +
 	"\bversions\x18\x02 \x03(\v2\x16.hsmpool.v1.KeyVersionR\bversions\x12C\n" +
 	"\x0frotation_policy\x18\x03 \x01(\v2\x1a.hsmpool.v1.RotationPolicyR\x0erotationPolicy\x120\n" +
-	"\bdeletion\x18\x04 \x01(\v2\x14.hsmpool.v1.DeletionR\bdeletion\"\xf0\x05\n" +
+	"\bdeletion\x18\x04 \x01(\v2\x14.hsmpool.v1.DeletionR\bdeletion\"\xae\x06\n" +
 	"\n" +
 	"PoolRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
@@ -2356,7 +2566,19 @@ const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"\brecovery\x18\x10 \x01(\bR\brecovery\x12#\n" +
 	"\rexchange_cert\x18\x11 \x01(\fR\fexchangeCert\x12,\n" +
 	"\x12exchange_key_label\x18\x12 \x01(\tR\x10exchangeKeyLabel\x12\x1c\n" +
-	"\trecovered\x18\x13 \x01(\bR\trecovered\"\x83\x01\n" +
+	"\trecovered\x18\x13 \x01(\bR\trecovered\x12<\n" +
+	"\vjoin_tokens\x18\x14 \x03(\v2\x1b.hsmpool.v1.JoinTokenRecordR\n" +
+	"joinTokens\"X\n" +
+	"\x0fJoinTokenRecord\x12\x12\n" +
+	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x18\n" +
+	"\aexpires\x18\x02 \x01(\x03R\aexpires\x12\x17\n" +
+	"\aused_by\x18\x03 \x01(\tR\x06usedBy\"<\n" +
+	"\fPutJoinToken\x12\x12\n" +
+	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x18\n" +
+	"\aexpires\x18\x02 \x01(\x03R\aexpires\";\n" +
+	"\fUseJoinToken\x12\x12\n" +
+	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\"\x83\x01\n" +
 	"\x05State\x12*\n" +
 	"\x04pool\x18\x01 \x01(\v2\x16.hsmpool.v1.PoolRecordR\x04pool\x12)\n" +
 	"\x04keys\x18\x02 \x03(\v2\x15.hsmpool.v1.KeyRecordR\x04keys\x12#\n" +
@@ -2374,7 +2596,7 @@ func file_hsmpool_v1_state_proto_rawDescGZIP() []byte {
 	return file_hsmpool_v1_state_proto_rawDescData
 }
 
-var file_hsmpool_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_hsmpool_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_hsmpool_v1_state_proto_goTypes = []any{
 	(*Command)(nil),              // 0: hsmpool.v1.Command
 	(*InitPool)(nil),             // 1: hsmpool.v1.InitPool
@@ -2402,17 +2624,20 @@ var file_hsmpool_v1_state_proto_goTypes = []any{
 	(*KeyVersion)(nil),           // 23: hsmpool.v1.KeyVersion
 	(*KeyRecord)(nil),            // 24: hsmpool.v1.KeyRecord
 	(*PoolRecord)(nil),           // 25: hsmpool.v1.PoolRecord
-	(*State)(nil),                // 26: hsmpool.v1.State
-	nil,                          // 27: hsmpool.v1.KeyVersion.TagsEntry
-	(*RoleAssignment)(nil),       // 28: hsmpool.v1.RoleAssignment
-	(*KeyOps)(nil),               // 29: hsmpool.v1.KeyOps
-	(*Tags)(nil),                 // 30: hsmpool.v1.Tags
-	(*ReleasePolicy)(nil),        // 31: hsmpool.v1.ReleasePolicy
-	(*RotationPolicy)(nil),       // 32: hsmpool.v1.RotationPolicy
-	(*RoleDefinition)(nil),       // 33: hsmpool.v1.RoleDefinition
-	(*PublicKey)(nil),            // 34: hsmpool.v1.PublicKey
-	(*KeyAttributes)(nil),        // 35: hsmpool.v1.KeyAttributes
-	(*Deletion)(nil),             // 36: hsmpool.v1.Deletion
+	(*JoinTokenRecord)(nil),      // 26: hsmpool.v1.JoinTokenRecord
+	(*PutJoinToken)(nil),         // 27: hsmpool.v1.PutJoinToken
+	(*UseJoinToken)(nil),         // 28: hsmpool.v1.UseJoinToken
+	(*State)(nil),                // 29: hsmpool.v1.State
+	nil,                          // 30: hsmpool.v1.KeyVersion.TagsEntry
+	(*RoleAssignment)(nil),       // 31: hsmpool.v1.RoleAssignment
+	(*KeyOps)(nil),               // 32: hsmpool.v1.KeyOps
+	(*Tags)(nil),                 // 33: hsmpool.v1.Tags
+	(*ReleasePolicy)(nil),        // 34: hsmpool.v1.ReleasePolicy
+	(*RotationPolicy)(nil),       // 35: hsmpool.v1.RotationPolicy
+	(*RoleDefinition)(nil),       // 36: hsmpool.v1.RoleDefinition
+	(*PublicKey)(nil),            // 37: hsmpool.v1.PublicKey
+	(*KeyAttributes)(nil),        // 38: hsmpool.v1.KeyAttributes
+	(*Deletion)(nil),             // 39: hsmpool.v1.Deletion
 }
 var file_hsmpool_v1_state_proto_depIdxs = []int32{
 	1,  // 0: hsmpool.v1.Command.init_pool:type_name -> hsmpool.v1.InitPool
@@ -2433,41 +2658,44 @@ var file_hsmpool_v1_state_proto_depIdxs = []int32{
 	16, // 15: hsmpool.v1.Command.add_credential:type_name -> hsmpool.v1.AddCredential
 	17, // 16: hsmpool.v1.Command.remove_credential:type_name -> hsmpool.v1.RemoveCredential
 	18, // 17: hsmpool.v1.Command.restore_state:type_name -> hsmpool.v1.RestoreState
-	22, // 18: hsmpool.v1.InitPool.principals:type_name -> hsmpool.v1.PrincipalRecord
-	28, // 19: hsmpool.v1.InitPool.assignments:type_name -> hsmpool.v1.RoleAssignment
-	19, // 20: hsmpool.v1.Activate.kek_check:type_name -> hsmpool.v1.KEKCheck
-	23, // 21: hsmpool.v1.PutKeyVersion.version:type_name -> hsmpool.v1.KeyVersion
-	29, // 22: hsmpool.v1.UpdateKeyVersion.key_ops:type_name -> hsmpool.v1.KeyOps
-	30, // 23: hsmpool.v1.UpdateKeyVersion.tags:type_name -> hsmpool.v1.Tags
-	31, // 24: hsmpool.v1.UpdateKeyVersion.release_policy:type_name -> hsmpool.v1.ReleasePolicy
-	24, // 25: hsmpool.v1.RestoreKey.key:type_name -> hsmpool.v1.KeyRecord
-	32, // 26: hsmpool.v1.SetRotationPolicy.policy:type_name -> hsmpool.v1.RotationPolicy
-	33, // 27: hsmpool.v1.PutRoleDefinition.definition:type_name -> hsmpool.v1.RoleDefinition
-	28, // 28: hsmpool.v1.PutRoleAssignment.assignment:type_name -> hsmpool.v1.RoleAssignment
-	22, // 29: hsmpool.v1.PutPrincipal.principal:type_name -> hsmpool.v1.PrincipalRecord
-	20, // 30: hsmpool.v1.AddCredential.secret:type_name -> hsmpool.v1.SecretRecord
-	21, // 31: hsmpool.v1.AddCredential.certificate:type_name -> hsmpool.v1.CertificateRecord
-	26, // 32: hsmpool.v1.RestoreState.state:type_name -> hsmpool.v1.State
-	20, // 33: hsmpool.v1.PrincipalRecord.secrets:type_name -> hsmpool.v1.SecretRecord
-	21, // 34: hsmpool.v1.PrincipalRecord.certificates:type_name -> hsmpool.v1.CertificateRecord
-	34, // 35: hsmpool.v1.KeyVersion.public:type_name -> hsmpool.v1.PublicKey
-	35, // 36: hsmpool.v1.KeyVersion.attributes:type_name -> hsmpool.v1.KeyAttributes
-	27, // 37: hsmpool.v1.KeyVersion.tags:type_name -> hsmpool.v1.KeyVersion.TagsEntry
-	31, // 38: hsmpool.v1.KeyVersion.release_policy:type_name -> hsmpool.v1.ReleasePolicy
-	23, // 39: hsmpool.v1.KeyRecord.versions:type_name -> hsmpool.v1.KeyVersion
-	32, // 40: hsmpool.v1.KeyRecord.rotation_policy:type_name -> hsmpool.v1.RotationPolicy
-	36, // 41: hsmpool.v1.KeyRecord.deletion:type_name -> hsmpool.v1.Deletion
-	22, // 42: hsmpool.v1.PoolRecord.principals:type_name -> hsmpool.v1.PrincipalRecord
-	19, // 43: hsmpool.v1.PoolRecord.kek_check:type_name -> hsmpool.v1.KEKCheck
-	33, // 44: hsmpool.v1.PoolRecord.role_definitions:type_name -> hsmpool.v1.RoleDefinition
-	28, // 45: hsmpool.v1.PoolRecord.role_assignments:type_name -> hsmpool.v1.RoleAssignment
-	25, // 46: hsmpool.v1.State.pool:type_name -> hsmpool.v1.PoolRecord
-	24, // 47: hsmpool.v1.State.keys:type_name -> hsmpool.v1.KeyRecord
-	48, // [48:48] is the sub-list for method output_type
-	48, // [48:48] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	27, // 18: hsmpool.v1.Command.put_join_token:type_name -> hsmpool.v1.PutJoinToken
+	28, // 19: hsmpool.v1.Command.use_join_token:type_name -> hsmpool.v1.UseJoinToken
+	22, // 20: hsmpool.v1.InitPool.principals:type_name -> hsmpool.v1.PrincipalRecord
+	31, // 21: hsmpool.v1.InitPool.assignments:type_name -> hsmpool.v1.RoleAssignment
+	19, // 22: hsmpool.v1.Activate.kek_check:type_name -> hsmpool.v1.KEKCheck
+	23, // 23: hsmpool.v1.PutKeyVersion.version:type_name -> hsmpool.v1.KeyVersion
+	32, // 24: hsmpool.v1.UpdateKeyVersion.key_ops:type_name -> hsmpool.v1.KeyOps
+	33, // 25: hsmpool.v1.UpdateKeyVersion.tags:type_name -> hsmpool.v1.Tags
+	34, // 26: hsmpool.v1.UpdateKeyVersion.release_policy:type_name -> hsmpool.v1.ReleasePolicy
+	24, // 27: hsmpool.v1.RestoreKey.key:type_name -> hsmpool.v1.KeyRecord
+	35, // 28: hsmpool.v1.SetRotationPolicy.policy:type_name -> hsmpool.v1.RotationPolicy
+	36, // 29: hsmpool.v1.PutRoleDefinition.definition:type_name -> hsmpool.v1.RoleDefinition
+	31, // 30: hsmpool.v1.PutRoleAssignment.assignment:type_name -> hsmpool.v1.RoleAssignment
+	22, // 31: hsmpool.v1.PutPrincipal.principal:type_name -> hsmpool.v1.PrincipalRecord
+	20, // 32: hsmpool.v1.AddCredential.secret:type_name -> hsmpool.v1.SecretRecord
+	21, // 33: hsmpool.v1.AddCredential.certificate:type_name -> hsmpool.v1.CertificateRecord
+	29, // 34: hsmpool.v1.RestoreState.state:type_name -> hsmpool.v1.State
+	20, // 35: hsmpool.v1.PrincipalRecord.secrets:type_name -> hsmpool.v1.SecretRecord
+	21, // 36: hsmpool.v1.PrincipalRecord.certificates:type_name -> hsmpool.v1.CertificateRecord
+	37, // 37: hsmpool.v1.KeyVersion.public:type_name -> hsmpool.v1.PublicKey
+	38, // 38: hsmpool.v1.KeyVersion.attributes:type_name -> hsmpool.v1.KeyAttributes
+	30, // 39: hsmpool.v1.KeyVersion.tags:type_name -> hsmpool.v1.KeyVersion.TagsEntry
+	34, // 40: hsmpool.v1.KeyVersion.release_policy:type_name -> hsmpool.v1.ReleasePolicy
+	23, // 41: hsmpool.v1.KeyRecord.versions:type_name -> hsmpool.v1.KeyVersion
+	35, // 42: hsmpool.v1.KeyRecord.rotation_policy:type_name -> hsmpool.v1.RotationPolicy
+	39, // 43: hsmpool.v1.KeyRecord.deletion:type_name -> hsmpool.v1.Deletion
+	22, // 44: hsmpool.v1.PoolRecord.principals:type_name -> hsmpool.v1.PrincipalRecord
+	19, // 45: hsmpool.v1.PoolRecord.kek_check:type_name -> hsmpool.v1.KEKCheck
+	36, // 46: hsmpool.v1.PoolRecord.role_definitions:type_name -> hsmpool.v1.RoleDefinition
+	31, // 47: hsmpool.v1.PoolRecord.role_assignments:type_name -> hsmpool.v1.RoleAssignment
+	26, // 48: hsmpool.v1.PoolRecord.join_tokens:type_name -> hsmpool.v1.JoinTokenRecord
+	25, // 49: hsmpool.v1.State.pool:type_name -> hsmpool.v1.PoolRecord
+	24, // 50: hsmpool.v1.State.keys:type_name -> hsmpool.v1.KeyRecord
+	51, // [51:51] is the sub-list for method output_type
+	51, // [51:51] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_hsmpool_v1_state_proto_init() }
@@ -2496,6 +2724,8 @@ func file_hsmpool_v1_state_proto_init() {
 		(*Command_AddCredential)(nil),
 		(*Command_RemoveCredential)(nil),
 		(*Command_RestoreState)(nil),
+		(*Command_PutJoinToken)(nil),
+		(*Command_UseJoinToken)(nil),
 	}
 	file_hsmpool_v1_state_proto_msgTypes[4].OneofWrappers = []any{}
 	file_hsmpool_v1_state_proto_msgTypes[16].OneofWrappers = []any{
@@ -2508,7 +2738,7 @@ func file_hsmpool_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hsmpool_v1_state_proto_rawDesc), len(file_hsmpool_v1_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
