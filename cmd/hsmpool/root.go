@@ -56,6 +56,7 @@ diagnostics go to stderr, prefixed with "hsmpool:".`,
 		newAuditCmd(),
 		newBackupCmd(),
 		newRestoreCmd(),
+		newClusterCmd(),
 	)
 	return cmd
 }

@@ -104,6 +104,10 @@ var rules = []Rule{
 	{pb.Backup_StartKeyRestore_FullMethodName, RestoreStart, scopeRoot},
 	{pb.Backup_GetRestoreStatus_FullMethodName, RestoreStatus, scopeRoot},
 
+	// Cluster: a join token admits a node that receives the domain KEK, which is what a
+	// security-domain download hands out; so it needs the same action (docs/authz.md).
+	{pb.Cluster_CreateJoinToken_FullMethodName, SecurityDomainDownload, scopeRoot},
+
 	// Pool: health and status, public.
 	{Method: pb.Pool_GetStatus_FullMethodName},
 

@@ -15,7 +15,7 @@ import (
 // define no others.
 var services = []*grpc.ServiceDesc{
 	&pb.Keys_ServiceDesc, &pb.SecurityDomain_ServiceDesc, &pb.Pool_ServiceDesc,
-	&pb.Access_ServiceDesc, &pb.Principals_ServiceDesc, &pb.Backup_ServiceDesc,
+	&pb.Access_ServiceDesc, &pb.Principals_ServiceDesc, &pb.Backup_ServiceDesc, &pb.Cluster_ServiceDesc,
 }
 
 // TestRulesCoverEveryMethod keeps the rule table complete: a method added to a service fails here
@@ -60,7 +60,7 @@ func TestRulesCoverEveryMethod(t *testing.T) {
 	for _, sd := range services {
 		desc[sd.ServiceName] = true
 	}
-	for _, fd := range []protoreflect.FileDescriptor{pb.File_hsmpool_v1_keys_proto, pb.File_hsmpool_v1_pool_proto, pb.File_hsmpool_v1_access_proto, pb.File_hsmpool_v1_state_proto} {
+	for _, fd := range []protoreflect.FileDescriptor{pb.File_hsmpool_v1_keys_proto, pb.File_hsmpool_v1_pool_proto, pb.File_hsmpool_v1_access_proto, pb.File_hsmpool_v1_state_proto, pb.File_hsmpool_v1_cluster_proto} {
 		for i := range fd.Services().Len() {
 			if s := fd.Services().Get(i); !desc[string(s.FullName())] {
 				t.Errorf("service %s of %s is not in the test's list of services", s.FullName(), fd.Path())

@@ -111,6 +111,9 @@ type Config struct {
 	Audit Auditor
 	// OpenBackupStore opens a full backup's location; nil: internal/blobstore.
 	OpenBackupStore func(uri, token string) (BackupStore, error)
+	// CAFingerprint is the SHA-256 of the pool CA's certificate (DER), which join tokens carry;
+	// nil: this node makes no join tokens.
+	CAFingerprint *[32]byte
 	// Now is the clock; nil: time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -129,6 +132,8 @@ type Core struct {
 	log     *slog.Logger
 	auditor Auditor
 
+	caFingerprint *[32]byte
+
 	openBackupStore func(uri, token string) (BackupStore, error)
 	jobs            jobs // full backup and restore jobs of this node
 
@@ -146,7 +151,8 @@ func New(cfg Config) (*Core, error) {
 		return nil, errors.New("core: at least one audience is required")
 	}
 	c := &Core{hsm: cfg.HSM, cache: cfg.Cache, repl: cfg.Replicator, st: cfg.State, tokens: cfg.Tokens,
-		clu: cfg.Cluster, aud: cfg.Audiences, now: cfg.Now, log: cfg.Logger, auditor: cfg.Audit, openBackupStore: cfg.OpenBackupStore}
+		clu: cfg.Cluster, aud: cfg.Audiences, now: cfg.Now, log: cfg.Logger, auditor: cfg.Audit, openBackupStore: cfg.OpenBackupStore,
+		caFingerprint: cfg.CAFingerprint}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -164,6 +170,7 @@ func (c *Core) Register(s grpc.ServiceRegistrar) {
 	pb.RegisterAccessServer(s, &accessServer{c: c})
 	pb.RegisterPrincipalsServer(s, &principalsServer{c: c})
 	pb.RegisterBackupServer(s, &backupServer{c: c})
+	pb.RegisterClusterServer(s, &clusterServer{c: c})
 }
 
 // Resume finds the domain KEK of an activated pool in this node's token and checks it against

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -111,7 +112,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 		return fmt.Errorf("open the audit log: %w", err)
 	}
 	closers = append(closers, auditLog.Close)
-	c, err := core.New(core.Config{HSM: pool, Cache: hsm.NewCache(cacheSize), Replicator: replicator{node}, State: st,
+	caFP, err := caFingerprint(cfg.TLS.CAFile)
+	if err != nil {
+		return err
+	}
+	c, err := core.New(core.Config{HSM: pool, CAFingerprint: caFP, Cache: hsm.NewCache(cacheSize), Replicator: replicator{node}, State: st,
 		Tokens: issuer, Cluster: clusterInfo{node}, Audiences: []string{cfg.Resource()}, Audit: auditLog,
 		Logger: log.With("component", "core")})
 	if err != nil {
@@ -129,7 +134,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 	gw, err := gateway.New(gateway.Config{
 		Keys: pb.NewKeysClient(conn), SecurityDomain: pb.NewSecurityDomainClient(conn), Pool: pb.NewPoolClient(conn),
 		Access: pb.NewAccessClient(conn), Principals: pb.NewPrincipalsClient(conn),
-		Backup:   pb.NewBackupClient(conn),
+		Backup: pb.NewBackupClient(conn), Cluster: pb.NewClusterClient(conn),
 		Identity: issuer.Handler(), OwnsIdentity: issuer.Owns, Challenge: issuer.Challenge, Resource: cfg.Resource(),
 		MaxBodyBytes: cfg.MaxBodyBytes, Logger: log.With("component", "gateway"), Audit: auditLog,
 	})
@@ -218,4 +223,22 @@ func loadSigner(path string) (crypto.Signer, error) {
 		return nil, fmt.Errorf("%s: want an ECDSA P-256 key", path)
 	}
 	return ec, nil
+}
+
+// caFingerprint is the SHA-256 of the pool CA's certificate (the first in file), which join
+// tokens carry; nil when the node has no CA file.
+func caFingerprint(file string) (*[32]byte, error) {
+	if file == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("tls.ca_file: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("tls.ca_file: %s holds no PEM certificate", file)
+	}
+	fp := sha256.Sum256(blk.Bytes)
+	return &fp, nil
 }

@@ -31,6 +31,8 @@ type Config struct {
 	Principals     pb.PrincipalsClient
 	// Backup serves full backup and restore; nil: those paths answer that the pool has none.
 	Backup pb.BackupClient
+	// Cluster makes join tokens; nil: POST /cluster/join-tokens answers that the pool has none.
+	Cluster pb.ClusterClient
 	// Identity serves the identity provider's endpoints (OIDC discovery, JWKS, token); it and
 	// OwnsIdentity are both set or both nil.
 	Identity http.Handler
@@ -76,6 +78,7 @@ type Gateway struct {
 	access       pb.AccessClient
 	principals   pb.PrincipalsClient
 	backup       pb.BackupClient
+	cluster      pb.ClusterClient
 	identity     http.Handler
 	ownsIdentity func(string) bool
 	challenge    string
@@ -113,6 +116,7 @@ func New(cfg Config) (*Gateway, error) {
 		access:       cfg.Access,
 		principals:   cfg.Principals,
 		backup:       cfg.Backup,
+		cluster:      cfg.Cluster,
 		identity:     cfg.Identity,
 		ownsIdentity: cfg.OwnsIdentity,
 		challenge:    cfg.Challenge(cfg.Resource),

@@ -113,6 +113,10 @@ func rbacRoutes() []route {
 
 // principalRoutes are the pool's own API for its service principals ({name} is an object or
 // client ID, {id} a credential ID).
+var clusterRoutes = []route{
+	{method: post, path: "cluster/join-tokens", name: "CreateJoinToken", serve: (*Gateway).createJoinToken},
+}
+
 var principalRoutes = []route{
 	{method: post, path: "principals", name: "CreatePrincipal", serve: (*Gateway).createPrincipal},
 	{method: get, path: "principals", name: "ListPrincipals", serve: (*Gateway).listPrincipals},
@@ -130,6 +134,7 @@ var reservedOps = map[string]bool{}
 func init() {
 	routeTable = append(routeTable, rbacRoutes()...)
 	routeTable = append(routeTable, principalRoutes...)
+	routeTable = append(routeTable, clusterRoutes...)
 	for i := range routeTable {
 		r := &routeTable[i]
 		r.segs = strings.Split(r.path, "/")
