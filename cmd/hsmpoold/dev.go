@@ -27,6 +27,8 @@ type devOptions struct {
 	Name string
 	// Recovery creates the pool in recovery mode, to receive an existing security domain.
 	Recovery bool
+	// NodeAddr is the host:port of the node API, which joining nodes call; empty: none.
+	NodeAddr string
 }
 
 // defaultDevOptions returns the defaults of "hsmpoold dev".
@@ -47,6 +49,11 @@ func (o *devOptions) validate() error {
 	}
 	if err := daemon.CheckName(o.Name); err != nil {
 		return fmt.Errorf("--name %w", err)
+	}
+	if o.NodeAddr != "" {
+		if _, port, err := net.SplitHostPort(o.NodeAddr); err != nil || port == "" || port == "0" {
+			return fmt.Errorf("--node-addr %q: want host:port with a fixed port", o.NodeAddr)
+		}
 	}
 	return nil
 }
@@ -86,7 +93,7 @@ SIGINT or SIGTERM stops it gracefully.`,
 			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			log := newLogger(c.ErrOrStderr(), "info")
-			cfg, created, err := daemon.DevConfig(ctx, daemon.DevOptions{DataDir: opts.DataDir, Listen: opts.Listen, Name: opts.Name, Recovery: opts.Recovery}, log)
+			cfg, created, err := daemon.DevConfig(ctx, daemon.DevOptions{DataDir: opts.DataDir, Listen: opts.Listen, Name: opts.Name, Recovery: opts.Recovery, NodeAddr: opts.NodeAddr}, log)
 			if err != nil {
 				return err
 			}
@@ -99,6 +106,7 @@ SIGINT or SIGTERM stops it gracefully.`,
 	f.StringVar(&opts.DataDir, "data-dir", opts.DataDir, "directory for the pool's data, created 0700 if missing (required)")
 	f.StringVar(&opts.Listen, "listen", opts.Listen, "host:port of the HTTPS listener")
 	f.StringVar(&opts.Name, "name", opts.Name, "pool name, served as https://NAME.managedhsm.localhost")
+	f.StringVar(&opts.NodeAddr, "node-addr", "", "host:port of the node API that joining nodes call; with it Raft runs over mutual TLS (only when the pool is created)")
 	f.BoolVar(&opts.Recovery, "recovery", false, "create the pool in recovery mode: it is activated by uploading a restore blob of an existing security domain (ignored when resuming)")
 	return cmd
 }

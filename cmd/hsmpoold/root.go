@@ -38,6 +38,7 @@ data directory, for development. It is what "make run" starts.`,
 		newDevCmd(defaultDevOptions()),
 		newInitCmd(),
 		newServeCmd(),
+		newTrustJoinKeyCmd(),
 	)
 	return cmd
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
@@ -53,6 +54,9 @@ type initOptions struct {
 	tlsKey     string
 	caFile     string
 	recovery   bool
+	join       string
+	joinToken  string
+	joinWait   time.Duration
 }
 
 func newInitCmd() *cobra.Command {
@@ -70,11 +74,25 @@ Administrator, which grants no key operations: assign key roles to other princip
 docs/authz.md shows). The pool then waits to be activated by a security-domain download.
 With --recovery it is made in recovery mode instead: init generates an exchange key in the
 token, and the pool waits for the upload of a restore blob of an existing security domain made
-for that key (docs/security-domain.md, "Recovery").`,
+for that key (docs/security-domain.md, "Recovery").
+
+With --join ADDR --join-token-file F the node joins an existing pool instead, through the
+node API of its leader (docs/cluster.md, "Joining"): it makes a join key in its own token,
+shows the key's fingerprint and waits until the security officer of the leader's token has
+run "hsmpoold trust-join-key --fingerprint X" there, receives the domain KEK into its token,
+its node certificate and the pool's settings, writes DIR/hsmpoold.json, and serves. --name,
+--tenant-id, --recoverable-days and the administrator flags do not apply.`,
 		Example: `  hsmpoold init --name contoso --data-dir /var/lib/hsmpool --pin-file /etc/hsmpool/pin \
-    --token-label hsmpool --client-file admin.json`,
+    --token-label hsmpool --client-file admin.json --node-addr 10.0.0.1:8445
+
+  # A second node joins the pool (and then serves):
+  hsmpoold init --join 10.0.0.1:8445 --join-token-file join.token --data-dir /var/lib/hsmpool \
+    --pin-file /etc/hsmpool/pin --token-label hsmpool --listen 10.0.0.2:8443 --raft-addr 10.0.0.2:8444`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if o.join != "" || o.joinToken != "" {
+				return runJoin(c, o)
+			}
 			cfg := o.cfg
 			if o.clientFile == "" {
 				return errors.New("--client-file is required: the administrator's secret is written there once")
@@ -147,6 +165,10 @@ for that key (docs/security-domain.md, "Recovery").`,
 	f.StringVar(&o.tlsCert, "tls-cert", "", "server certificate chain (PEM); default: make a CA and a certificate")
 	f.StringVar(&o.tlsKey, "tls-key", "", "server private key (PEM)")
 	f.BoolVar(&o.recovery, "recovery", false, "make the pool in recovery mode, activated by uploading a restore blob of an existing security domain")
+	f.StringVar(&o.join, "join", "", "join an existing pool through the node API (raft.node_addr) of its leader at host:port, instead of creating one")
+	f.StringVar(&o.joinToken, "join-token-file", "", "file holding the join token (hsmpool cluster join-token), with --join")
+	f.StringVar(&o.cfg.Raft.NodeAddr, "node-addr", "", "host:port of the node API that joining nodes call; with it Raft runs over mutual TLS")
+	f.DurationVar(&o.joinWait, "join-timeout", 15*time.Minute, "how long --join waits, including for the source node's security officer")
 	f.StringVar(&o.caFile, "tls-ca", "", "CA certificate clients should trust (for client.json)")
 	return cmd
 }
@@ -172,4 +194,85 @@ func builtInRoles(names []string) ([]string, error) {
 		return nil, errors.New("--role must include \"Managed HSM Administrator\": the pool needs an administrator")
 	}
 	return ids, nil
+}
+
+// runJoin is "hsmpoold init --join": join, write the configuration, then serve.
+func runJoin(c *cobra.Command, o *initOptions) error {
+	cfg := o.cfg
+	switch {
+	case o.join == "" || o.joinToken == "":
+		return errors.New("--join and --join-token-file go together")
+	case cfg.DataDir == "":
+		return errors.New("--data-dir is required")
+	case cfg.Raft.NodeAddr != "":
+		return errors.New("--node-addr: a joining node cannot admit others (it has no CA key)")
+	}
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	cfg.DataDir = dir
+	if o.slotID >= 0 {
+		s := uint(o.slotID)
+		cfg.HSM.SlotID = &s
+	}
+	if cfg.Raft.NodeID == "" {
+		cfg.Raft.NodeID = "node-" + uuid.NewString()[:8]
+	}
+	ctx, stop := serveCtx(c.Context())
+	defer stop()
+	cfg, err = daemon.JoinPool(ctx, daemon.JoinOptions{Config: cfg, Addr: o.join, TokenFile: o.joinToken, Timeout: o.joinWait,
+		Pending: func(fp, source string) {
+			fmt.Fprintf(c.ErrOrStderr(), "hsmpoold: the join waits for the security officer of node %s\nhint: on that node, run: hsmpoold trust-join-key --config DIR/hsmpoold.json --so-pin-file F --fingerprint %s\nhint: first check that this fingerprint is the one shown here: %s\n", source, fp, fp)
+		}})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.ErrOrStderr(), "hsmpoold: node %s joined pool %q; configuration in %s\n", cfg.Raft.NodeID, cfg.Name, filepath.Join(cfg.DataDir, daemon.ConfigFile))
+	return daemon.Run(ctx, cfg, newLogger(c.ErrOrStderr(), cfg.LogLevel), func(r daemon.Ready) {
+		fmt.Fprintf(c.OutOrStdout(), "pool %q serving on %s: %s\n", cfg.Name, r.Addr, r.URL)
+	})
+}
+
+// newTrustJoinKeyCmd builds "hsmpoold trust-join-key".
+func newTrustJoinKeyCmd() *cobra.Command {
+	var config, soPIN, fingerprint string
+	cmd := &cobra.Command{
+		Use:   "trust-join-key --config FILE --so-pin-file F --fingerprint X",
+		Short: "The security officer's step of a join: trust the joining node's key on this node's token",
+		Long: `trust-join-key runs on the node a new node joins through, beside its running daemon, as
+the security officer of that node's token. It finds the pending join whose offer has the
+fingerprint --fingerprint (which "hsmpoold init --join" shows on the new node: compare
+them), and marks the joining node's key trusted in this node's token, so that the daemon
+can wrap the domain KEK to it once (docs/hsm.md, "Moving the domain KEK to a joining node").
+The SO PIN is read from --so-pin-file, used for one login and wiped.`,
+		Example: `  hsmpoold trust-join-key --config /var/lib/hsmpool/hsmpoold.json --so-pin-file /etc/hsmpool/so.pin \
+    --fingerprint 3f9a...`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			switch {
+			case config == "":
+				return errors.New("--config is required")
+			case soPIN == "":
+				return errors.New("--so-pin-file is required")
+			case fingerprint == "":
+				return errors.New("--fingerprint is required: the one the joining node shows")
+			}
+			cfg, err := daemon.LoadConfig(config)
+			if err != nil {
+				return err
+			}
+			node, err := daemon.TrustPendingJoin(c.Context(), cfg, soPIN, fingerprint)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "trusted the join key of node %s\n", node)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&config, "config", "", "this node's configuration file (DIR/hsmpoold.json)")
+	f.StringVar(&soPIN, "so-pin-file", "", "file holding the security officer's PIN of this node's token")
+	f.StringVar(&fingerprint, "fingerprint", "", "the fingerprint the joining node shows (hex)")
+	return cmd
 }

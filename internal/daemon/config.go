@@ -83,7 +83,18 @@ type ExternalIssuer struct {
 type Raft struct {
 	NodeID   string `json:"node_id"`
 	BindAddr string `json:"bind_addr"`
+	// CertFile and KeyFile are the node certificate from the pool CA (naming node_id) and its
+	// key. With them the Raft transport is mutual TLS 1.3 with tls.ca_file as the pool CA, as a
+	// pool of several nodes needs; without them it is plain TCP, for a single node on loopback.
+	CertFile string `json:"cert_file,omitempty"`
+	KeyFile  string `json:"key_file,omitempty"`
+	// NodeAddr is the host:port of the node API (Join), served over TLS with the node
+	// certificate; empty: this node admits no other. Needs cert_file and tls.ca_key_file.
+	NodeAddr string `json:"node_addr,omitempty"`
 }
+
+// mTLS tells whether the node runs Raft over mutual TLS.
+func (r Raft) mTLS() bool { return r.CertFile != "" }
 
 // Default returns a Config with the embedded default's settings; the caller sets the name, the
 // data directory, the tenant and the HSM binding.
@@ -148,6 +159,23 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Raft.BindAddr); err != nil {
 		add("raft.bind_addr", "want host:port, got %q", c.Raft.BindAddr)
+	}
+	if (c.Raft.CertFile == "") != (c.Raft.KeyFile == "") {
+		add("raft.cert_file, raft.key_file", "set both or neither")
+	}
+	if c.Raft.CertFile != "" && c.TLS.CAFile == "" {
+		add("tls.ca_file", "required with raft.cert_file: it is the pool CA that node certificates chain to")
+	}
+	if c.Raft.NodeAddr != "" {
+		if _, port, err := net.SplitHostPort(c.Raft.NodeAddr); err != nil || port == "" {
+			add("raft.node_addr", "want host:port, got %q", c.Raft.NodeAddr)
+		}
+		if c.Raft.CertFile == "" {
+			add("raft.node_addr", "needs raft.cert_file: the node API is served with the node certificate")
+		}
+		if c.TLS.CAKey == "" {
+			add("raft.node_addr", "needs tls.ca_key_file: the node API issues certificates to joining nodes")
+		}
 	}
 	if c.RecoverableDays < 7 || c.RecoverableDays > 90 {
 		add("recoverable_days", "want 7 to 90, got %d", c.RecoverableDays)
@@ -250,7 +278,7 @@ func (c *Config) resolve(dir string) {
 			*p = filepath.Join(dir, *p)
 		}
 	}
-	for _, p := range []*string{&c.DataDir, &c.TLS.CertFile, &c.TLS.KeyFile, &c.TLS.CAFile, &c.TLS.CAKey, &c.HSM.PINFile, &c.SoftHSMConf} {
+	for _, p := range []*string{&c.DataDir, &c.TLS.CertFile, &c.TLS.KeyFile, &c.TLS.CAFile, &c.TLS.CAKey, &c.HSM.PINFile, &c.SoftHSMConf, &c.Raft.CertFile, &c.Raft.KeyFile} {
 		abs(p)
 	}
 	for k := range c.ExternalIssuers {

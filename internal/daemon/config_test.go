@@ -100,3 +100,39 @@ func TestLoadConfigExternalIssuers(t *testing.T) {
 		t.Errorf("an empty external_issuers is written: %s", b)
 	}
 }
+
+func TestConfigNodeTLS(t *testing.T) {
+	tests := []struct {
+		name string
+		set  func(c *Config)
+		want string // the setting the error must name; "" for valid
+	}{
+		{"plain TCP", func(*Config) {}, ""},
+		{"mTLS", func(c *Config) { c.Raft.CertFile, c.Raft.KeyFile, c.TLS.CAFile = "n.pem", "n.key", "ca.pem" }, ""},
+		{"node API", func(c *Config) {
+			c.Raft.CertFile, c.Raft.KeyFile, c.TLS.CAFile, c.TLS.CAKey, c.Raft.NodeAddr = "n.pem", "n.key", "ca.pem", "ca.key", "127.0.0.1:8445"
+		}, ""},
+		{"cert without key", func(c *Config) { c.Raft.CertFile, c.TLS.CAFile = "n.pem", "ca.pem" }, "raft.cert_file, raft.key_file"},
+		{"no CA", func(c *Config) { c.Raft.CertFile, c.Raft.KeyFile = "n.pem", "n.key" }, "tls.ca_file"},
+		{"node API without cert", func(c *Config) { c.TLS.CAFile, c.TLS.CAKey, c.Raft.NodeAddr = "ca.pem", "ca.key", "127.0.0.1:8445" }, "raft.node_addr"},
+		{"node API without CA key", func(c *Config) {
+			c.Raft.CertFile, c.Raft.KeyFile, c.TLS.CAFile, c.Raft.NodeAddr = "n.pem", "n.key", "ca.pem", "127.0.0.1:8445"
+		}, "raft.node_addr"},
+		{"node API address", func(c *Config) {
+			c.Raft.CertFile, c.Raft.KeyFile, c.TLS.CAFile, c.TLS.CAKey, c.Raft.NodeAddr = "n.pem", "n.key", "ca.pem", "ca.key", "8445"
+		}, "raft.node_addr"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig()
+			tt.set(&c)
+			err := c.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate() = %v, want nil", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want+":")):
+				t.Fatalf("Validate() = %v, want an error naming %s", err, tt.want)
+			}
+		})
+	}
+}

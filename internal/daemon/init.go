@@ -92,6 +92,11 @@ func initPool(ctx context.Context, cfg Config, admins, roles []string, recovery 
 			return cfg, nil, fmt.Errorf("make TLS material: %w", err)
 		}
 	}
+	if cfg.Raft.NodeAddr != "" && cfg.Raft.CertFile == "" {
+		if err := makeNodeCert(&cfg); err != nil {
+			return cfg, nil, fmt.Errorf("make the node certificate: %w", err)
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, nil, err
 	}
@@ -138,7 +143,7 @@ func initPool(ctx context.Context, cfg Config, admins, roles []string, recovery 
 		sec.Wipe()
 	}
 
-	node, err := openCluster(ctx, cfg, state.New(), log, true)
+	node, _, err := openCluster(ctx, cfg, state.New(), log, true)
 	if err != nil {
 		return cfg, nil, err
 	}
@@ -224,6 +229,31 @@ func makeTLS(cfg *Config) error {
 	return pki.WriteFile(cfg.TLS.KeyFile, keyPEM, 0o600)
 }
 
+// makeNodeCert issues this node's certificate from the pool CA, for a node that serves the
+// node API (raft.node_addr) and so runs Raft over mutual TLS from the start.
+func makeNodeCert(cfg *Config) error {
+	if cfg.TLS.CAKey == "" {
+		return errors.New("tls.ca_key_file: the pool CA's key is needed to issue the node certificate")
+	}
+	ca, err := pki.LoadCA(cfg.TLS.CAFile, cfg.TLS.CAKey)
+	if err != nil {
+		return err
+	}
+	host, _, err := net.SplitHostPort(cfg.Raft.BindAddr)
+	if err != nil || host == "" {
+		return fmt.Errorf("raft.bind_addr %q: want host:port", cfg.Raft.BindAddr)
+	}
+	certPEM, keyPEM, err := ca.IssueNode(pki.NodeOptions{NodeID: cfg.Raft.NodeID, Names: []string{host}})
+	if err != nil {
+		return err
+	}
+	cfg.Raft.CertFile, cfg.Raft.KeyFile = filepath.Join(cfg.DataDir, nodeCertFile), filepath.Join(cfg.DataDir, nodeKeyFile)
+	if err := pki.WriteFile(cfg.Raft.CertFile, certPEM, 0o644); err != nil {
+		return err
+	}
+	return pki.WriteFile(cfg.Raft.KeyFile, keyPEM, 0o600)
+}
+
 func contains(s []string, v string) bool {
 	for _, x := range s {
 		if x == v {
@@ -260,6 +290,9 @@ type DevOptions struct {
 	Name    string
 	// Recovery makes the pool in recovery mode (InitRecovery).
 	Recovery bool
+	// NodeAddr, if set, is the node API's host:port: the node gets a node certificate, runs
+	// Raft over mutual TLS and admits joining nodes (raft.node_addr).
+	NodeAddr string
 }
 
 // DevConfig returns the configuration of the embedded default in dir: the existing one if the
@@ -297,7 +330,7 @@ func DevConfig(ctx context.Context, o DevOptions, log *slog.Logger) (cfg Config,
 		}
 	}
 	cfg.TenantID = uuid.NewString()
-	cfg.Raft = Raft{NodeID: "node-" + uuid.NewString()[:8], BindAddr: net.JoinHostPort(host, fmt.Sprint(portOf(o.Listen)+1))}
+	cfg.Raft = Raft{NodeID: "node-" + uuid.NewString()[:8], BindAddr: net.JoinHostPort(host, fmt.Sprint(portOf(o.Listen)+1)), NodeAddr: o.NodeAddr}
 
 	if err := devToken(ctx, &cfg); err != nil {
 		return cfg, false, fmt.Errorf("make the SoftHSM2 token: %w", err)

@@ -80,7 +80,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 	closers = append(closers, pool.Close)
 
 	st := state.New()
-	node, err := openCluster(ctx, cfg, st, log, false)
+	node, ntls, err := openCluster(ctx, cfg, st, log, false)
 	if err != nil {
 		return err
 	}
@@ -88,7 +88,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 	if err := node.WaitLeader(ctx); err != nil {
 		return fmt.Errorf("wait for a Raft leader: %w", err)
 	}
-	if err := node.Barrier(ctx); err != nil {
+	if err := catchUp(ctx, node, st); err != nil {
 		return fmt.Errorf("catch up with the Raft log: %w", err)
 	}
 	if st.Pool() == nil {
@@ -124,6 +124,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 	}
 	if err := c.Resume(ctx); err != nil {
 		return err
+	}
+	if cfg.Raft.NodeAddr != "" {
+		stopNodeAPI, err := serveNodeAPI(cfg, newJoinServer(cfg, node, st, pool, ntls, log.With("component", "join")))
+		if err != nil {
+			return err
+		}
+		closers = append(closers, func() error { stopNodeAPI(); return nil })
 	}
 
 	// The gateway reaches the core only through its gRPC API, in process: the generated clients
@@ -175,17 +182,50 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 	return srv.Shutdown(sctx)
 }
 
-func openCluster(ctx context.Context, cfg Config, st *state.State, log *slog.Logger, bootstrap bool) (*cluster.Node, error) {
+// openCluster opens the node's Raft: over mutual TLS when the config names a node
+// certificate (then ntls is its TLS material and membership), else plain TCP (ntls nil).
+func openCluster(ctx context.Context, cfg Config, st *state.State, log *slog.Logger, bootstrap bool) (n *cluster.Node, ntls *nodeTLS, err error) {
 	cc := cluster.Default()
 	cc.NodeID = cfg.Raft.NodeID
 	cc.DataDir = filepath.Join(cfg.DataDir, raftDir)
 	cc.BindAddr = cfg.Raft.BindAddr
 	cc.Logger = log.With("component", "raft")
-	n, err := cluster.Open(ctx, cc, fsm.New(st, log.With("component", "fsm")), bootstrap)
-	if err != nil {
-		return nil, fmt.Errorf("open the Raft node: %w", err)
+	if cfg.Raft.mTLS() {
+		if ntls, err = loadNodeTLS(cfg); err != nil {
+			return nil, nil, err
+		}
+		cc.TLS = ntls.cluster()
 	}
-	return n, nil
+	n, err = cluster.Open(ctx, cc, fsm.New(st, log.With("component", "fsm")), bootstrap)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open the Raft node: %w", err)
+	}
+	if ntls != nil {
+		ntls.setNode(n)
+	}
+	return n, ntls, nil
+}
+
+// catchUp returns once the node has applied what the cluster committed when it was called: a
+// barrier on the leader; on a follower, the commit index the leader last sent, and at least
+// the pool's first command.
+func catchUp(ctx context.Context, node *cluster.Node, st *state.State) error {
+	if node.Status().State == cluster.Leader {
+		return node.Barrier(ctx)
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		s := node.Status()
+		if st.Pool() != nil && s.CommitIndex > 0 && s.AppliedIndex >= s.CommitIndex {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 type replicator struct{ n *cluster.Node }
@@ -225,12 +265,8 @@ func loadSigner(path string) (crypto.Signer, error) {
 	return ec, nil
 }
 
-// caFingerprint is the SHA-256 of the pool CA's certificate (the first in file), which join
-// tokens carry; nil when the node has no CA file.
-func caFingerprint(file string) (*[32]byte, error) {
-	if file == "" {
-		return nil, nil
-	}
+// caCertDER is the DER of the first certificate in the CA file.
+func caCertDER(file string) ([]byte, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("tls.ca_file: %w", err)
@@ -239,6 +275,19 @@ func caFingerprint(file string) (*[32]byte, error) {
 	if blk == nil || blk.Type != "CERTIFICATE" {
 		return nil, fmt.Errorf("tls.ca_file: %s holds no PEM certificate", file)
 	}
-	fp := sha256.Sum256(blk.Bytes)
+	return blk.Bytes, nil
+}
+
+// caFingerprint is the SHA-256 of the pool CA's certificate (the first in file), which join
+// tokens carry; nil when the node has no CA file.
+func caFingerprint(file string) (*[32]byte, error) {
+	if file == "" {
+		return nil, nil
+	}
+	der, err := caCertDER(file)
+	if err != nil {
+		return nil, err
+	}
+	fp := sha256.Sum256(der)
 	return &fp, nil
 }

@@ -1,0 +1,226 @@
+package daemon
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hsmpool/hsmpool/internal/cluster"
+	"github.com/hsmpool/hsmpool/internal/fault"
+	"github.com/hsmpool/hsmpool/internal/fsm"
+	"github.com/hsmpool/hsmpool/internal/hsm"
+	"github.com/hsmpool/hsmpool/internal/nodejoin"
+	"github.com/hsmpool/hsmpool/internal/pki"
+	"github.com/hsmpool/hsmpool/internal/state"
+	pb "github.com/hsmpool/hsmpool/proto/hsmpool/v1"
+)
+
+// JoinsDir is where a source node keeps the offers of the joins that wait for its security
+// officer, one DIR/joins/<node>.pem each; "hsmpoold trust-join-key" reads them.
+const JoinsDir = "joins"
+
+// offerPEMType is the PEM type of a stored offer.
+const offerPEMType = "HSMPOOL JOIN OFFER"
+
+// addVoterTimeout bounds how long the leader waits for a joined node to come up and take the
+// configuration that makes it a voter.
+var addVoterTimeout = 10 * time.Minute
+
+// joinServer is the node API's Join, on the leader.
+type joinServer struct {
+	pb.UnimplementedNodeServer
+	cfg  Config
+	node *cluster.Node
+	st   *state.State
+	hsm  *hsm.Pool
+	ntls *nodeTLS
+	log  *slog.Logger
+
+	mu   sync.Mutex                  // one join step at a time
+	done map[string]*pb.JoinResponse // answers already given, by node ID and offer fingerprint
+}
+
+func newJoinServer(cfg Config, node *cluster.Node, st *state.State, pool *hsm.Pool, ntls *nodeTLS, log *slog.Logger) *joinServer {
+	return &joinServer{cfg: cfg, node: node, st: st, hsm: pool, ntls: ntls, log: log, done: map[string]*pb.JoinResponse{}}
+}
+
+// serveNodeAPI serves the node API on cfg.Raft.NodeAddr until the returned stop is called.
+func serveNodeAPI(cfg Config, js *joinServer) (stop func(), err error) {
+	l, err := net.Listen("tcp", cfg.Raft.NodeAddr)
+	if err != nil {
+		return nil, fmt.Errorf("raft.node_addr: %w", err)
+	}
+	srv := grpc.NewServer(grpc.Creds(credentialsFrom(js.ntls.server())), grpc.MaxRecvMsgSize(64<<10))
+	pb.RegisterNodeServer(srv, js)
+	go srv.Serve(l)
+	return srv.Stop, nil
+}
+
+func grpcErr(kind fault.Kind, format string, args ...any) error {
+	code := codes.Internal
+	switch kind {
+	case fault.BadParameter:
+		code = codes.InvalidArgument
+	case fault.Forbidden:
+		code = codes.PermissionDenied
+	case fault.NotLeader:
+		code = codes.FailedPrecondition
+	case fault.Conflict:
+		code = codes.FailedPrecondition
+	case fault.Unavailable:
+		code = codes.Unavailable
+	}
+	return status.Errorf(code, format, args...)
+}
+
+// Join admits a node: docs/cluster.md, "Joining".
+func (s *joinServer) Join(ctx context.Context, r *pb.JoinRequest) (*pb.JoinResponse, error) {
+	if s.node.Status().State != cluster.Leader {
+		id, addr := s.node.Leader()
+		return nil, grpcErr(fault.NotLeader, "this node is not the leader; send Join to the leader's node API (leader %q, Raft address %q)", id, addr)
+	}
+	tok, err := nodejoin.ParseToken(r.Token)
+	if err != nil {
+		return nil, grpcErr(fault.BadParameter, "%v", err)
+	}
+	if !tok.CAMatches(s.ntls.caDER) {
+		return nil, grpcErr(fault.Forbidden, "the join token pins another CA than this pool's")
+	}
+	if _, err := pki.NodeURI(r.NodeId); err != nil || r.NodeId == s.cfg.Raft.NodeID {
+		return nil, grpcErr(fault.BadParameter, "node_id %q: want 1..128 printable ASCII bytes, not this node's", r.NodeId)
+	}
+	host, _, err := net.SplitHostPort(r.RaftAddr)
+	if err != nil || host == "" {
+		return nil, grpcErr(fault.BadParameter, "raft_addr %q: want host:port", r.RaftAddr)
+	}
+	offer, err := nodejoin.ParseOffer(r.Offer)
+	if err != nil {
+		return nil, grpcErr(fault.BadParameter, "%v", err)
+	}
+	p := s.st.Pool()
+	if p == nil || !p.Activated {
+		return nil, grpcErr(fault.Conflict, "the pool is not activated: download its security domain before nodes join")
+	}
+	fp := offer.Fingerprint()
+	fpHex := hex.EncodeToString(fp[:])
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if resp, ok := s.done[r.NodeId+"/"+fpHex]; ok {
+		return resp, nil
+	}
+	// The token: spent by this node now, or by this node before (a join that polls).
+	if usedBy, _, ok := s.st.JoinTokenUsedBy(tok.Hash()); !ok || usedBy != r.NodeId {
+		cmd := &pb.Command{Id: uuid.NewString(), Time: time.Now().Unix(),
+			Op: &pb.Command_UseJoinToken{UseJoinToken: &pb.UseJoinToken{Hash: tok.Hash(), NodeId: r.NodeId}}}
+		if err := propose(ctx, s.node, cmd); err != nil {
+			s.log.Warn("join refused", "node", r.NodeId, "err", err)
+			return nil, grpcErr(fault.Forbidden, "the join token is refused: %v", err)
+		}
+	}
+	if err := s.storeOffer(r.NodeId, r.Offer); err != nil {
+		return nil, grpcErr(fault.Unavailable, "store the offer: %v", err)
+	}
+	kek, err := s.hsm.FindKEK(ctx, p.KekLabel)
+	if err != nil {
+		return nil, grpcErr(fault.Unavailable, "find the domain KEK: %v", err)
+	}
+	wrapped, err := s.hsm.SendKEK(ctx, kek, offer.Transport)
+	if errors.Is(err, fault.Forbidden) {
+		s.log.Info("join waits for the security officer", "node", r.NodeId, "fingerprint", fpHex)
+		return &pb.JoinResponse{Pending: true, Fingerprint: fpHex, Sender: s.cfg.Raft.NodeID}, nil
+	}
+	if err != nil {
+		return nil, grpcErr(fault.Unavailable, "wrap the KEK to the join key: %v", err)
+	}
+	resp, err := s.answer(r, p, offer, wrapped, host)
+	if err != nil {
+		return nil, grpcErr(fault.Unavailable, "%v", err)
+	}
+	resp.Fingerprint = fpHex
+	s.done[r.NodeId+"/"+fpHex] = resp
+	_ = os.Remove(filepath.Join(s.cfg.DataDir, JoinsDir, pathSafe(r.NodeId)+".pem"))
+	s.ntls.admit(r.NodeId)
+	s.log.Info("KEK sent to a joining node; adding it as a voter", "node", r.NodeId, "raft_addr", r.RaftAddr)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), addVoterTimeout)
+		defer cancel()
+		if err := s.node.AddVoter(ctx, r.NodeId, r.RaftAddr); err != nil {
+			s.log.Error("add the joined node as a voter", "node", r.NodeId, "err", err)
+			return
+		}
+		s.log.Info("node joined", "node", r.NodeId)
+	}()
+	return resp, nil
+}
+
+// answer builds what the joiner needs besides its KEK: its node and server certificates from
+// the pool CA, the CA, the token-signing key and the pool's settings.
+func (s *joinServer) answer(r *pb.JoinRequest, p *pb.PoolRecord, offer *nodejoin.Offer, wrapped []byte, host string) (*pb.JoinResponse, error) {
+	sealed, err := nodejoin.Seal(offer, wrapped, nodejoin.Binding{Pool: p.Name, Sender: s.cfg.Raft.NodeID, Joiner: r.NodeId})
+	if err != nil {
+		return nil, err
+	}
+	ca, err := pki.LoadCA(s.cfg.TLS.CAFile, s.cfg.TLS.CAKey)
+	if err != nil {
+		return nil, fmt.Errorf("load the pool CA: %w", err)
+	}
+	nodeCert, nodeKey, err := ca.IssueNode(pki.NodeOptions{NodeID: r.NodeId, Names: []string{host}})
+	if err != nil {
+		return nil, err
+	}
+	names := []string{s.cfg.Name + ".managedhsm." + s.cfg.DNSSuffix, "managedhsm." + s.cfg.DNSSuffix, "localhost", "127.0.0.1", "::1"}
+	if !contains(names, host) {
+		names = append(names, host)
+	}
+	srvCert, srvKey, err := ca.Issue(pki.LeafOptions{CommonName: names[0], Names: names, Server: true, Validity: 2 * 365 * 24 * time.Hour})
+	if err != nil {
+		return nil, err
+	}
+	signer, err := os.ReadFile(filepath.Join(s.cfg.DataDir, signerFile))
+	if err != nil {
+		return nil, fmt.Errorf("the token-signing key: %w", err)
+	}
+	return &pb.JoinResponse{Sender: s.cfg.Raft.NodeID, SealedKek: sealed, NodeCert: nodeCert, NodeKey: nodeKey,
+		CaCert: ca.CertPEM(), Name: p.Name, TenantId: p.TenantId, AuthorityHost: s.cfg.AuthorityHost,
+		RecoverableDays: p.RecoverableDays, SignerKey: signer, ServerCert: srvCert, ServerKey: srvKey, KekLabel: p.KekLabel}, nil
+}
+
+// storeOffer writes the offer to DIR/joins/<node>.pem for trust-join-key.
+func (s *joinServer) storeOffer(nodeID string, offer []byte) error {
+	dir := filepath.Join(s.cfg.DataDir, JoinsDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	b := pem.EncodeToMemory(&pem.Block{Type: offerPEMType, Headers: map[string]string{"Node": nodeID}, Bytes: offer})
+	tmp := filepath.Join(dir, "."+uuid.NewString())
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, pathSafe(nodeID)+".pem"))
+}
+
+// pathSafe turns a node ID (printable ASCII) into a file name.
+func pathSafe(id string) string { return hex.EncodeToString([]byte(id)) }
+
+func propose(ctx context.Context, node *cluster.Node, cmd *pb.Command) error {
+	b, err := fsm.Encode(cmd)
+	if err != nil {
+		return err
+	}
+	_, err = node.Apply(ctx, b)
+	return err
+}

@@ -1,0 +1,149 @@
+package daemon
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/credentials"
+
+	"github.com/hsmpool/hsmpool/internal/cluster"
+	"github.com/hsmpool/hsmpool/internal/pki"
+)
+
+// Paths of the node certificate inside the data directory.
+const (
+	nodeCertFile = "tls/node.pem"
+	nodeKeyFile  = "tls/node.key"
+)
+
+// nodeTLS is what a node with a node certificate needs for Raft and the node API: the pool
+// CA, its certificate (with the CA appended to the chain, so that a joining node that pins the
+// CA's fingerprint finds it in the handshake), and who may talk to it.
+type nodeTLS struct {
+	cas    *x509.CertPool
+	caDER  []byte
+	cert   tls.Certificate
+	selfID string
+
+	mu      sync.Mutex
+	node    *cluster.Node   // set once Raft is open
+	pending map[string]bool // nodes admitted by Join, not yet in the configuration
+}
+
+func loadNodeTLS(cfg Config) (*nodeTLS, error) {
+	cas, err := pki.CertPool(cfg.TLS.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls.ca_file: %w", err)
+	}
+	fp, err := caFingerprint(cfg.TLS.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	caDER, err := caCertDER(cfg.TLS.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	if sha256.Sum256(caDER) != *fp {
+		return nil, errors.New("tls.ca_file: unreadable")
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.Raft.CertFile, cfg.Raft.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("raft.cert_file, raft.key_file: %w", err)
+	}
+	cert.Certificate = append(cert.Certificate, caDER)
+	return &nodeTLS{cas: cas, caDER: caDER, cert: cert, selfID: cfg.Raft.NodeID, pending: map[string]bool{}}, nil
+}
+
+// cluster is the Raft transport's TLS settings.
+func (n *nodeTLS) cluster() *cluster.TLS {
+	return &cluster.TLS{CAs: n.cas, GetCertificate: func() (*tls.Certificate, error) { return &n.cert, nil }, Allowed: n.allowed}
+}
+
+// allowed admits this node, the servers of the latest Raft configuration and the nodes that
+// Join admitted (until they are in it). A node whose configuration is still empty (it has
+// joined but not yet heard from the leader) admits any node with a certificate of the pool
+// CA: it has no other way to know the leader, and the CA issues node certificates only to
+// nodes that used a join token.
+func (n *nodeTLS) allowed(id string) bool {
+	if id == n.selfID {
+		return true
+	}
+	n.mu.Lock()
+	node, pending := n.node, n.pending[id]
+	n.mu.Unlock()
+	if pending || node == nil {
+		return pending
+	}
+	servers, err := node.Configuration()
+	if err != nil {
+		return false
+	}
+	if len(servers) == 0 {
+		return true
+	}
+	for _, s := range servers {
+		if s.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *nodeTLS) setNode(node *cluster.Node) {
+	n.mu.Lock()
+	n.node = node
+	n.mu.Unlock()
+}
+
+func (n *nodeTLS) admit(id string) {
+	n.mu.Lock()
+	n.pending[id] = true
+	n.mu.Unlock()
+}
+
+// server is the node API's TLS: server authentication only, since a joining node has no
+// certificate yet.
+func (n *nodeTLS) server() *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{n.cert}}
+}
+
+// pinnedClient is the TLS of a joining node's call: it has only the fingerprint of the pool
+// CA (from the join token), so it finds the CA in the chain the server sends, by that
+// fingerprint, and verifies the server's node certificate against it. sender receives the
+// node ID the certificate names.
+func pinnedClient(caFP [32]byte, sender *string) *tls.Config {
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		InsecureSkipVerify: true, // replaced by VerifyPeerCertificate: no CA is known before the pin
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			roots := x509.NewCertPool()
+			var chain []*x509.Certificate
+			for _, der := range raw {
+				c, err := x509.ParseCertificate(der)
+				if err != nil {
+					return fmt.Errorf("the node's certificate chain: %w", err)
+				}
+				chain = append(chain, c)
+				if sha256.Sum256(der) == caFP {
+					roots.AddCert(c)
+				}
+			}
+			if len(chain) < 2 || roots.Equal(x509.NewCertPool()) {
+				return errors.New("the node does not present the pool CA the join token pins: wrong address, or a token of another pool")
+			}
+			id, err := pki.VerifyNode(roots, chain, x509.ExtKeyUsageServerAuth, time.Now())
+			if err != nil {
+				return fmt.Errorf("the node's certificate: %w", err)
+			}
+			*sender = id
+			return nil
+		},
+	}
+}
+
+func credentialsFrom(c *tls.Config) credentials.TransportCredentials { return credentials.NewTLS(c) }
