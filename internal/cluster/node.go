@@ -218,12 +218,23 @@ func makePrivateDir(dir string) error {
 // leadership while Raft held the command — it may have committed, so a caller retries
 // only commands the FSM recognises as repeats.
 func (n *Node) Apply(ctx context.Context, cmd []byte) (any, error) {
+	_, resp, err := n.ApplyIndex(ctx, cmd)
+	return resp, err
+}
+
+// ApplyIndex is Apply that also returns the Raft index at which the command was applied,
+// also when the FSM answered an error (then resp is nil and err wraps that error). The
+// index is 0 when the command was not applied (any error from Raft or ctx). A follower
+// that forwarded a command waits until its own FSM has applied that index.
+func (n *Node) ApplyIndex(ctx context.Context, cmd []byte) (uint64, any, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	if n.closed.Load() {
-		return nil, fmt.Errorf("apply: %w", errClosed)
+		return 0, nil, fmt.Errorf("apply: %w", errClosed)
 	}
+	// index and resp are read only once f has returned without error.
+	var index uint64
 	var resp any
 	err := n.wait(ctx, "apply", func() error {
 		// With a deadline, Raft gives up queuing at the deadline (ErrEnqueueTimeout: not
@@ -232,16 +243,16 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (any, error) {
 		if err := f.Error(); err != nil {
 			return n.raftError("apply", err)
 		}
-		resp = f.Response()
+		index, resp = f.Index(), f.Response()
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	if err, ok := resp.(error); ok {
-		return nil, fmt.Errorf("apply: %w", err)
+		return index, nil, fmt.Errorf("apply: %w", err)
 	}
-	return resp, nil
+	return index, resp, nil
 }
 
 // Barrier waits until every command committed before it has been applied to this
