@@ -129,6 +129,56 @@ func From(err error) *Error {
 	return &Error{Kind: k, Msg: err.Error()}
 }
 
+// statusKinds gives the kind of a status that Status made, by its gRPC code, for FromStatus.
+// Where two kinds share a code (NotLeader and Unavailable, Unsupported and BadParameter,
+// HSMFailure and Internal) it gives the one a caller acts on the same way.
+var statusKinds = map[codes.Code]fault.Kind{
+	codes.NotFound:           fault.NotFound,
+	codes.AlreadyExists:      fault.AlreadyExists,
+	codes.InvalidArgument:    fault.BadParameter,
+	codes.Unauthenticated:    fault.Unauthorized,
+	codes.PermissionDenied:   fault.Forbidden,
+	codes.FailedPrecondition: fault.Conflict,
+	codes.Unavailable:        fault.Unavailable,
+	codes.Internal:           fault.Internal,
+}
+
+// FromStatus turns the error of a gRPC call whose server answered with Status back into an
+// *Error with the same kind, Azure code, inner code, message and Retry-After, so that passing
+// it on (Status again, or ToHTTP) gives the client what the server meant. context.Canceled and
+// DeadlineExceeded pass through untouched, and so does an error that is not a status. A status
+// with another code (a transport failure) becomes Unavailable when its code is Unavailable,
+// else Internal.
+func FromStatus(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	switch st.Code() {
+	case codes.Canceled:
+		return context.Canceled
+	case codes.DeadlineExceeded:
+		return context.DeadlineExceeded
+	}
+	k, known := statusKinds[st.Code()]
+	if !known {
+		k = fault.Internal
+	}
+	e := &Error{Kind: k, Msg: st.Message()}
+	for _, d := range st.Details() {
+		if ei, ok := d.(*pb.ErrorInfo); ok {
+			e.Code, e.Inner, e.RetryAfter = ei.Code, ei.InnerCode, int(ei.RetryAfterSeconds)
+		}
+	}
+	if k == fault.Unavailable && e.RetryAfter == 0 {
+		e.RetryAfter = 1
+	}
+	return e
+}
+
 // HTTP is what the gateway sends for an error returned by a gRPC call: the HTTP status, the Azure
 // code and inner code, the message, and Retry-After seconds (0: none).
 type HTTP struct {
