@@ -242,7 +242,10 @@ func TestJoinSecondNode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Sign on node 2: %v", err)
 	}
-	pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(created.Key.X), Y: new(big.Int).SetBytes(created.Key.Y)}
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, created.Key.X...), created.Key.Y...))
+	if err != nil {
+		t.Fatalf("the key's public key: %v", err)
+	}
 	if len(sig.Result) != 64 || !ecdsa.Verify(pub, digest[:], new(big.Int).SetBytes(sig.Result[:32]), new(big.Int).SetBytes(sig.Result[32:])) {
 		t.Error("node 2's signature does not verify with the key's public key")
 	}
