@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+	"github.com/google/uuid"
 
 	"github.com/hsmpool/hsmpool/internal/nodejoin"
 	"github.com/hsmpool/hsmpool/internal/softhsm"
@@ -263,6 +265,8 @@ func TestJoinSecondNode(t *testing.T) {
 		}
 	}
 
+	testForwarding(t, p1, p2)
+
 	// The token is spent: a third node that presents it is refused at once.
 	dir3 := filepath.Join(t.TempDir(), "node3")
 	os.MkdirAll(dir3, 0o700)
@@ -274,6 +278,70 @@ func TestJoinSecondNode(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "used by another node") {
 		t.Errorf("a reused join token: %v\n%s", err, out)
+	}
+}
+
+// testForwarding shows that writes sent to node 2, a follower, are forwarded to node 1, the
+// leader: the caller reads its own write on node 2 at once, node 1 has it, and a business error
+// the leader's state returns reaches the client with its status and codes.
+func testForwarding(t *testing.T, p1, p2 *testPool) {
+	ctx := context.Background()
+	start := time.Now()
+	created, err := p2.keys.CreateKey(ctx, "via-node-2", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeECHSM), Curve: to.Ptr(azkeys.CurveNameP256)}, nil)
+	if err != nil {
+		t.Fatalf("CreateKey through node 2: %v", err)
+	}
+	t.Logf("a key created through node 2 in %v", time.Since(start))
+	for _, n := range []struct {
+		name string
+		p    *testPool
+	}{{"node 2", p2}, {"node 1", p1}} {
+		got, err := n.p.keys.GetKey(ctx, "via-node-2", "", nil)
+		if err != nil {
+			t.Fatalf("GetKey on %s right after the forwarded create: %v", n.name, err)
+		}
+		if got.Key.KID.Version() != created.Key.KID.Version() {
+			t.Errorf("%s has version %s, want %s", n.name, got.Key.KID.Version(), created.Key.KID.Version())
+		}
+	}
+
+	// A second assignment of what the administrator's assignment grants: the core proposes it
+	// without a check of its own, and the leader's state refuses it with a 409.
+	const asgs = "/providers/Microsoft.Authorization/roleAssignments"
+	tok := p2.token()
+	r := p2.do(http.MethodGet, asgs+"?api-version=7.4", tok, nil)
+	var list struct {
+		Value []struct {
+			Properties struct {
+				RoleDefinitionID string `json:"roleDefinitionId"`
+				PrincipalID      string `json:"principalId"`
+			} `json:"properties"`
+		} `json:"value"`
+	}
+	if err := json.Unmarshal(r.body, &list); r.status != http.StatusOK || err != nil || len(list.Value) == 0 {
+		t.Fatalf("list role assignments on node 2: %d %s", r.status, r.body)
+	}
+	body, _ := json.Marshal(map[string]any{"properties": map[string]string{
+		"roleDefinitionId": list.Value[0].Properties.RoleDefinitionID, "principalId": list.Value[0].Properties.PrincipalID}})
+	var codes [2]string
+	for i, p := range []*testPool{p1, p2} {
+		r := p.do(http.MethodPut, asgs+"/"+uuid.NewString()+"?api-version=7.4", p.token(), bytes.NewReader(body))
+		if r.status != http.StatusConflict {
+			t.Fatalf("a duplicate role assignment through node %d: %d %s, want 409", i+1, r.status, r.body)
+		}
+		var e struct {
+			Error struct {
+				Code       string `json:"code"`
+				InnerError struct {
+					Code string `json:"code"`
+				} `json:"innererror"`
+			} `json:"error"`
+		}
+		json.Unmarshal(r.body, &e)
+		codes[i] = e.Error.Code + "/" + e.Error.InnerError.Code
+	}
+	if codes[0] != codes[1] || codes[1] != "Conflict/RoleAssignmentExists" {
+		t.Errorf("the 409's codes: node 1 %s, node 2 (forwarded) %s; want Conflict/RoleAssignmentExists on both", codes[0], codes[1])
 	}
 }
 

@@ -91,6 +91,10 @@ type Raft struct {
 	// NodeAddr is the host:port of the node API (Join), served over TLS with the node
 	// certificate; empty: this node admits no other. Needs cert_file and tls.ca_key_file.
 	NodeAddr string `json:"node_addr,omitempty"`
+	// PeerNodeAddrs are the node API addresses (their node_addr) of other nodes, by node ID:
+	// a follower forwards writes to the leader's. The Raft configuration knows only Raft
+	// addresses. A node that joined gets the entry of the node it joined through.
+	PeerNodeAddrs map[string]string `json:"peer_node_addrs,omitempty"`
 }
 
 // mTLS tells whether the node runs Raft over mutual TLS.
@@ -176,6 +180,14 @@ func (c Config) Validate() error {
 		if c.TLS.CAKey == "" {
 			add("raft.node_addr", "needs tls.ca_key_file: the node API issues certificates to joining nodes")
 		}
+	}
+	for id, addr := range c.Raft.PeerNodeAddrs {
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" || id == "" {
+			add("raft.peer_node_addrs", "want a node ID and host:port, got %q: %q", id, addr)
+		}
+	}
+	if len(c.Raft.PeerNodeAddrs) > 0 && c.Raft.CertFile == "" {
+		add("raft.peer_node_addrs", "needs raft.cert_file: forwarded writes are sent with the node certificate")
 	}
 	if c.RecoverableDays < 7 || c.RecoverableDays > 90 {
 		add("recoverable_days", "want 7 to 90, got %d", c.RecoverableDays)

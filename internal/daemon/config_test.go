@@ -121,6 +121,15 @@ func TestConfigNodeTLS(t *testing.T) {
 		{"node API address", func(c *Config) {
 			c.Raft.CertFile, c.Raft.KeyFile, c.TLS.CAFile, c.TLS.CAKey, c.Raft.NodeAddr = "n.pem", "n.key", "ca.pem", "ca.key", "8445"
 		}, "raft.node_addr"},
+		{"peer node API", func(c *Config) {
+			c.Raft.CertFile, c.Raft.KeyFile, c.TLS.CAFile = "n.pem", "n.key", "ca.pem"
+			c.Raft.PeerNodeAddrs = map[string]string{"node-1": "127.0.0.1:8445"}
+		}, ""},
+		{"peer node API address", func(c *Config) {
+			c.Raft.CertFile, c.Raft.KeyFile, c.TLS.CAFile = "n.pem", "n.key", "ca.pem"
+			c.Raft.PeerNodeAddrs = map[string]string{"node-1": "8445"}
+		}, "raft.peer_node_addrs"},
+		{"peer node API without cert", func(c *Config) { c.Raft.PeerNodeAddrs = map[string]string{"node-1": "127.0.0.1:8445"} }, "raft.peer_node_addrs"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -152,7 +152,7 @@ func initPool(ctx context.Context, cfg Config, admins, roles []string, recovery 
 		return cfg, nil, err
 	}
 	cmd := &pb.Command{Id: uuid.NewString(), Time: time.Now().Unix(), Op: &pb.Command_InitPool{InitPool: init}}
-	if err := (replicator{node}).Propose(ctx, cmd); err != nil {
+	if err := (replicator{n: node}).Propose(ctx, cmd); err != nil {
 		return cfg, nil, fmt.Errorf("record the pool: %w", err)
 	}
 	if err := cfg.write(confPath); err != nil {

@@ -63,7 +63,8 @@ func serveNodeAPI(cfg Config, js *joinServer) (stop func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft.node_addr: %w", err)
 	}
-	srv := grpc.NewServer(grpc.Creds(credentialsFrom(js.ntls.server())), grpc.MaxRecvMsgSize(64<<10))
+	// A forwarded command may be as large as a request body (a restore carries the state).
+	srv := grpc.NewServer(grpc.Creds(credentialsFrom(js.ntls.server())), grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)+64<<10))
 	pb.RegisterNodeServer(srv, js)
 	go srv.Serve(l)
 	return srv.Stop, nil

@@ -134,6 +134,7 @@ func JoinPool(ctx context.Context, o JoinOptions) (Config, error) {
 		case <-time.After(poll):
 		}
 	}
+	cfg.Raft.PeerNodeAddrs = map[string]string{sender: o.Addr} // where this node forwards writes
 	return finishJoin(ctx, cfg, tok, joiner, jk, pool, sender, resp, confPath)
 }
 

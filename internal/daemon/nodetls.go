@@ -106,10 +106,12 @@ func (n *nodeTLS) admit(id string) {
 	n.mu.Unlock()
 }
 
-// server is the node API's TLS: server authentication only, since a joining node has no
-// certificate yet.
+// server is the node API's TLS: a client certificate is optional, since a joining node has
+// none yet; one that is given must chain to the pool CA with clientAuth usage. Methods other
+// than Join check it further (peerNode).
 func (n *nodeTLS) server() *tls.Config {
-	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{n.cert}}
+	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{n.cert},
+		ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: n.cas}
 }
 
 // pinnedClient is the TLS of a joining node's call: it has only the fingerprint of the pool

@@ -116,7 +116,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 	if err != nil {
 		return err
 	}
-	c, err := core.New(core.Config{HSM: pool, CAFingerprint: caFP, Cache: hsm.NewCache(cacheSize), Replicator: replicator{node}, State: st,
+	repl := replicator{n: node, st: st}
+	if ntls != nil {
+		repl.fwd = newForwarder(node, ntls, cfg.Raft.PeerNodeAddrs)
+		closers = append(closers, repl.fwd.Close)
+	}
+	c, err := core.New(core.Config{HSM: pool, CAFingerprint: caFP, Cache: hsm.NewCache(cacheSize), Replicator: repl, State: st,
 		Tokens: issuer, Cluster: clusterInfo{node}, Audiences: []string{cfg.Resource()}, Audit: auditLog,
 		Logger: log.With("component", "core")})
 	if err != nil {
@@ -226,17 +231,6 @@ func catchUp(ctx context.Context, node *cluster.Node, st *state.State) error {
 		case <-t.C:
 		}
 	}
-}
-
-type replicator struct{ n *cluster.Node }
-
-func (r replicator) Propose(ctx context.Context, cmd *pb.Command) error {
-	b, err := fsm.Encode(cmd)
-	if err != nil {
-		return err
-	}
-	_, err = r.n.Apply(ctx, b)
-	return err
 }
 
 type clusterInfo struct{ n *cluster.Node }

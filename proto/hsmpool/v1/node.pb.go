@@ -21,6 +21,94 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ForwardRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Command       []byte                 `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"` // a Command as fsm.Encode made it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardRequest) Reset() {
+	*x = ForwardRequest{}
+	mi := &file_hsmpool_v1_node_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardRequest) ProtoMessage() {}
+
+func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_node_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
+func (*ForwardRequest) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ForwardRequest) GetCommand() []byte {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+type ForwardResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"` // the Raft index at which the command was applied on the leader
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardResponse) Reset() {
+	*x = ForwardResponse{}
+	mi := &file_hsmpool_v1_node_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardResponse) ProtoMessage() {}
+
+func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_node_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
+func (*ForwardResponse) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ForwardResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type JoinRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"` // the join token's text
@@ -33,7 +121,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_hsmpool_v1_node_proto_msgTypes[0]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -45,7 +133,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_node_proto_msgTypes[0]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -58,7 +146,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{0}
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *JoinRequest) GetToken() string {
@@ -112,7 +200,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_hsmpool_v1_node_proto_msgTypes[1]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -124,7 +212,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_node_proto_msgTypes[1]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -137,7 +225,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{1}
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *JoinResponse) GetPending() bool {
@@ -250,7 +338,11 @@ var File_hsmpool_v1_node_proto protoreflect.FileDescriptor
 const file_hsmpool_v1_node_proto_rawDesc = "" +
 	"\n" +
 	"\x15hsmpool/v1/node.proto\x12\n" +
-	"hsmpool.v1\"o\n" +
+	"hsmpool.v1\"*\n" +
+	"\x0eForwardRequest\x12\x18\n" +
+	"\acommand\x18\x01 \x01(\fR\acommand\"'\n" +
+	"\x0fForwardResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"o\n" +
 	"\vJoinRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x1b\n" +
@@ -276,9 +368,10 @@ const file_hsmpool_v1_node_proto_rawDesc = "" +
 	"serverCert\x12\x1d\n" +
 	"\n" +
 	"server_key\x18\x0e \x01(\fR\tserverKey\x12\x1b\n" +
-	"\tkek_label\x18\x0f \x01(\tR\bkekLabel2A\n" +
+	"\tkek_label\x18\x0f \x01(\tR\bkekLabel2\x85\x01\n" +
 	"\x04Node\x129\n" +
-	"\x04Join\x12\x17.hsmpool.v1.JoinRequest\x1a\x18.hsmpool.v1.JoinResponseB7Z5github.com/hsmpool/hsmpool/proto/hsmpool/v1;hsmpoolv1b\x06proto3"
+	"\x04Join\x12\x17.hsmpool.v1.JoinRequest\x1a\x18.hsmpool.v1.JoinResponse\x12B\n" +
+	"\aForward\x12\x1a.hsmpool.v1.ForwardRequest\x1a\x1b.hsmpool.v1.ForwardResponseB7Z5github.com/hsmpool/hsmpool/proto/hsmpool/v1;hsmpoolv1b\x06proto3"
 
 var (
 	file_hsmpool_v1_node_proto_rawDescOnce sync.Once
@@ -292,16 +385,20 @@ func file_hsmpool_v1_node_proto_rawDescGZIP() []byte {
 	return file_hsmpool_v1_node_proto_rawDescData
 }
 
-var file_hsmpool_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_hsmpool_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_hsmpool_v1_node_proto_goTypes = []any{
-	(*JoinRequest)(nil),  // 0: hsmpool.v1.JoinRequest
-	(*JoinResponse)(nil), // 1: hsmpool.v1.JoinResponse
+	(*ForwardRequest)(nil),  // 0: hsmpool.v1.ForwardRequest
+	(*ForwardResponse)(nil), // 1: hsmpool.v1.ForwardResponse
+	(*JoinRequest)(nil),     // 2: hsmpool.v1.JoinRequest
+	(*JoinResponse)(nil),    // 3: hsmpool.v1.JoinResponse
 }
 var file_hsmpool_v1_node_proto_depIdxs = []int32{
-	0, // 0: hsmpool.v1.Node.Join:input_type -> hsmpool.v1.JoinRequest
-	1, // 1: hsmpool.v1.Node.Join:output_type -> hsmpool.v1.JoinResponse
-	1, // [1:2] is the sub-list for method output_type
-	0, // [0:1] is the sub-list for method input_type
+	2, // 0: hsmpool.v1.Node.Join:input_type -> hsmpool.v1.JoinRequest
+	0, // 1: hsmpool.v1.Node.Forward:input_type -> hsmpool.v1.ForwardRequest
+	3, // 2: hsmpool.v1.Node.Join:output_type -> hsmpool.v1.JoinResponse
+	1, // 3: hsmpool.v1.Node.Forward:output_type -> hsmpool.v1.ForwardResponse
+	2, // [2:4] is the sub-list for method output_type
+	0, // [0:2] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -318,7 +415,7 @@ func file_hsmpool_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hsmpool_v1_node_proto_rawDesc), len(file_hsmpool_v1_node_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,7 +19,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Node_Join_FullMethodName = "/hsmpool.v1.Node/Join"
+	Node_Join_FullMethodName    = "/hsmpool.v1.Node/Join"
+	Node_Forward_FullMethodName = "/hsmpool.v1.Node/Forward"
 )
 
 // NodeClient is the client API for Node service.
@@ -28,12 +29,17 @@ const (
 //
 // Node is the API between pool nodes (not the core's: no bearer token, no authz rule), served on a node's node_addr over TLS with the pool CA's
 // certificates (docs/cluster.md). Join is the only method a caller without a node certificate may
-// call.
+// call; every other method needs a node certificate of a pool member (mutual TLS).
 type NodeClient interface {
 	// Join admits a new node. It must reach the leader. Until the source node's security officer has
 	// trusted the joiner's join key, it answers pending with the offer's fingerprint; the joiner calls
 	// again with the same request.
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
+	// Forward applies a write that a follower's core built (HSM work done, IDs and time set) on
+	// the leader's Raft log. It answers the index at which the command was applied; the error the
+	// replicated state returned for it comes back as the call's status (an hsmpool ErrorInfo in its
+	// details), so the client sees it unchanged. A node that is not the leader answers Unavailable.
+	Forward(ctx context.Context, in *ForwardRequest, opts ...grpc.CallOption) (*ForwardResponse, error)
 }
 
 type nodeClient struct {
@@ -54,18 +60,33 @@ func (c *nodeClient) Join(ctx context.Context, in *JoinRequest, opts ...grpc.Cal
 	return out, nil
 }
 
+func (c *nodeClient) Forward(ctx context.Context, in *ForwardRequest, opts ...grpc.CallOption) (*ForwardResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ForwardResponse)
+	err := c.cc.Invoke(ctx, Node_Forward_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NodeServer is the server API for Node service.
 // All implementations must embed UnimplementedNodeServer
 // for forward compatibility.
 //
 // Node is the API between pool nodes (not the core's: no bearer token, no authz rule), served on a node's node_addr over TLS with the pool CA's
 // certificates (docs/cluster.md). Join is the only method a caller without a node certificate may
-// call.
+// call; every other method needs a node certificate of a pool member (mutual TLS).
 type NodeServer interface {
 	// Join admits a new node. It must reach the leader. Until the source node's security officer has
 	// trusted the joiner's join key, it answers pending with the offer's fingerprint; the joiner calls
 	// again with the same request.
 	Join(context.Context, *JoinRequest) (*JoinResponse, error)
+	// Forward applies a write that a follower's core built (HSM work done, IDs and time set) on
+	// the leader's Raft log. It answers the index at which the command was applied; the error the
+	// replicated state returned for it comes back as the call's status (an hsmpool ErrorInfo in its
+	// details), so the client sees it unchanged. A node that is not the leader answers Unavailable.
+	Forward(context.Context, *ForwardRequest) (*ForwardResponse, error)
 	mustEmbedUnimplementedNodeServer()
 }
 
@@ -78,6 +99,9 @@ type UnimplementedNodeServer struct{}
 
 func (UnimplementedNodeServer) Join(context.Context, *JoinRequest) (*JoinResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Join not implemented")
+}
+func (UnimplementedNodeServer) Forward(context.Context, *ForwardRequest) (*ForwardResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Forward not implemented")
 }
 func (UnimplementedNodeServer) mustEmbedUnimplementedNodeServer() {}
 func (UnimplementedNodeServer) testEmbeddedByValue()              {}
@@ -118,6 +142,24 @@ func _Node_Join_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Node_Forward_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ForwardRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).Forward(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_Forward_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).Forward(ctx, req.(*ForwardRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Node_ServiceDesc is the grpc.ServiceDesc for Node service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -128,6 +170,10 @@ var Node_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Join",
 			Handler:    _Node_Join_Handler,
+		},
+		{
+			MethodName: "Forward",
+			Handler:    _Node_Forward_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

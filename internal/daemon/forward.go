@@ -1,0 +1,227 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hsmpool/hsmpool/internal/cluster"
+	"github.com/hsmpool/hsmpool/internal/fault"
+	"github.com/hsmpool/hsmpool/internal/fsm"
+	"github.com/hsmpool/hsmpool/internal/pki"
+	"github.com/hsmpool/hsmpool/internal/rpcerr"
+	"github.com/hsmpool/hsmpool/internal/state"
+	pb "github.com/hsmpool/hsmpool/proto/hsmpool/v1"
+)
+
+// appliedPoll is how often a node that forwarded a write looks whether its own state has
+// applied it.
+const appliedPoll = 2 * time.Millisecond
+
+// replicator is the core's Replicator: it applies a command through this node's Raft when
+// it leads, and otherwise forwards it to the leader's node API (docs/cluster.md, "Forwarding
+// writes") and waits until this node's state has applied it, so that the caller reads its
+// own write here at once.
+type replicator struct {
+	n   *cluster.Node
+	st  *state.State
+	fwd *forwarder // nil: a node without a node certificate (a single node) never forwards
+}
+
+func (r replicator) Propose(ctx context.Context, cmd *pb.Command) error {
+	b, err := fsm.Encode(cmd)
+	if err != nil {
+		return err
+	}
+	_, err = r.n.Apply(ctx, b)
+	// NotLeader: the command was not proposed here, so sending it to the leader cannot apply
+	// it twice.
+	if r.fwd == nil || !errors.Is(err, fault.NotLeader) {
+		return err
+	}
+	idx, err := r.fwd.forward(ctx, b)
+	if err != nil {
+		return err
+	}
+	return waitApplied(ctx, r.st, idx)
+}
+
+// waitApplied returns once st has applied the Raft index idx, or ctx.Err() unchanged when
+// ctx ends first.
+func waitApplied(ctx context.Context, st *state.State, idx uint64) error {
+	if st.Index() >= idx {
+		return nil
+	}
+	t := time.NewTicker(appliedPoll)
+	defer t.Stop()
+	for st.Index() < idx {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// noLeader is the error of a write that no known leader can take: 503 with Retry-After.
+func noLeader(format string, args ...any) error {
+	return &rpcerr.Error{Kind: fault.Unavailable, Code: "ServiceUnavailable", Msg: fmt.Sprintf(format, args...), RetryAfter: 1}
+}
+
+// forwarder sends commands to the leader's node API over mutual TLS with this node's
+// certificate, and keeps one gRPC connection per leader.
+type forwarder struct {
+	n     *cluster.Node
+	ntls  *nodeTLS
+	addrs map[string]string // node API address by node ID (raft.peer_node_addrs)
+
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn // by node ID and address
+}
+
+func newForwarder(n *cluster.Node, ntls *nodeTLS, addrs map[string]string) *forwarder {
+	return &forwarder{n: n, ntls: ntls, addrs: addrs, conns: map[string]*grpc.ClientConn{}}
+}
+
+// forward sends the encoded command b to the leader and returns the Raft index at which it
+// was applied there. The leader's refusal comes back as the *rpcerr.Error it answered.
+func (f *forwarder) forward(ctx context.Context, b []byte) (uint64, error) {
+	id, _ := f.n.Leader()
+	if id == "" {
+		return 0, noLeader("no Raft leader is known to take the write; retry")
+	}
+	addr := f.addrs[id]
+	if addr == "" {
+		return 0, noLeader("the leader %q serves no node API this node knows (raft.peer_node_addrs); retry once another node leads", id)
+	}
+	conn, err := f.conn(id, addr)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := pb.NewNodeClient(conn).Forward(ctx, &pb.ForwardRequest{Command: b})
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, rpcerr.FromStatus(err)
+	}
+	return resp.Index, nil
+}
+
+func (f *forwarder) conn(id, addr string) (*grpc.ClientConn, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	key := id + " " + addr
+	if c, ok := f.conns[key]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(credentials.NewTLS(f.ntls.client(id))))
+	if err != nil {
+		return nil, fmt.Errorf("the node API of leader %q at %s: %w", id, addr, err)
+	}
+	f.conns[key] = c
+	return c, nil
+}
+
+// Close closes the connections to the leaders.
+func (f *forwarder) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var err error
+	for k, c := range f.conns {
+		err = errors.Join(err, c.Close())
+		delete(f.conns, k)
+	}
+	return err
+}
+
+// client is the TLS of a call to the node API of node id: this node's certificate, and a
+// server certificate of the pool CA (serverAuth) that names id. Host names are not checked:
+// the node ID is the identity, as on the Raft transport.
+func (n *nodeTLS) client(id string) *tls.Config {
+	return &tls.Config{
+		MinVersion:           tls.VersionTLS13,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &n.cert, nil },
+		InsecureSkipVerify:   true, // replaced by VerifyPeerCertificate, which checks the chain and the node ID
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			chain, err := parseChain(raw)
+			if err != nil {
+				return err
+			}
+			got, err := pki.VerifyNode(n.cas, chain, x509.ExtKeyUsageServerAuth, time.Now())
+			if err != nil {
+				return fmt.Errorf("the node API's certificate: %w", err)
+			}
+			if got != id {
+				return fmt.Errorf("the node API's certificate names node %q, not the leader %q", got, id)
+			}
+			return nil
+		},
+	}
+}
+
+func parseChain(raw [][]byte) ([]*x509.Certificate, error) {
+	chain := make([]*x509.Certificate, 0, len(raw))
+	for _, der := range raw {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("the peer's certificate chain: %w", err)
+		}
+		chain = append(chain, c)
+	}
+	return chain, nil
+}
+
+// peerNode returns the ID of the pool member that made the call: its TLS client certificate
+// must be a node certificate of the pool CA (clientAuth) whose ID Allowed accepts.
+func (n *nodeTLS) peerNode(ctx context.Context) (string, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return "", errors.New("no peer")
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.PeerCertificates) == 0 {
+		return "", errors.New("no node certificate: only pool nodes may call this")
+	}
+	id, err := pki.VerifyNode(n.cas, ti.State.PeerCertificates, x509.ExtKeyUsageClientAuth, time.Now())
+	if err != nil {
+		return "", fmt.Errorf("the caller's node certificate: %w", err)
+	}
+	if !n.allowed(id) {
+		return "", fmt.Errorf("node %q is not a member of the pool", id)
+	}
+	return id, nil
+}
+
+// Forward applies a command a follower built: docs/cluster.md, "Forwarding writes". Only a
+// pool member may call it; the member is trusted as this node's own core is (it holds the
+// KEK, and built the command after its own authentication and authorization).
+func (s *joinServer) Forward(ctx context.Context, r *pb.ForwardRequest) (*pb.ForwardResponse, error) {
+	from, err := s.ntls.peerNode(ctx)
+	if err != nil {
+		return nil, grpcErr(fault.Forbidden, "%v", err)
+	}
+	var cmd pb.Command
+	if err := proto.Unmarshal(r.Command, &cmd); err != nil || cmd.Op == nil || len(cmd.ProtoReflect().GetUnknown()) > 0 {
+		return nil, grpcErr(fault.BadParameter, "the forwarded command is malformed, empty, or has fields this node does not know")
+	}
+	if s.node.Status().State != cluster.Leader {
+		return nil, rpcerr.Status(noLeader("node %q is no longer the leader; retry", s.cfg.Raft.NodeID))
+	}
+	idx, _, err := s.node.ApplyIndex(ctx, r.Command)
+	if err != nil {
+		s.log.Debug("forwarded command refused", "from", from, "id", cmd.Id, "error", err)
+		return nil, rpcerr.Status(err)
+	}
+	return &pb.ForwardResponse{Index: idx}, nil
+}
