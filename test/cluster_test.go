@@ -178,9 +178,7 @@ func trustWhenPending(t *testing.T, src *testPool, deadline time.Duration) <-cha
 // reused token is refused.
 func TestJoinSecondNode(t *testing.T) {
 	requireSoftHSM(t)
-	if _, err := exec.LookPath("softhsm2-util"); err != nil {
-		t.Skip("needs softhsm2-util")
-	}
+	requireTool(t, "softhsm2-util", "softhsm2")
 	p1 := &testPool{t: t, dir: filepath.Join(t.TempDir(), "node1"), listen: freeListen(t)}
 	p1.args = []string{"dev", "--data-dir", p1.dir, "--listen", p1.listen, "--node-addr", freePort(t)}
 	p1.start()
