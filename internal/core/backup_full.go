@@ -116,7 +116,7 @@ func (j *jobs) get(id string, restore bool) (*pb.BackupJob, error) {
 }
 
 type backupServer struct {
-	pb.UnimplementedBackupServer
+	pb.UnsafeBackupServer
 	c *Core
 }
 

@@ -41,7 +41,7 @@ var addVoterTimeout = 10 * time.Minute
 
 // joinServer is the node API's Join, on the leader.
 type joinServer struct {
-	pb.UnimplementedNodeServer
+	pb.UnsafeNodeServer
 	cfg  Config
 	node *cluster.Node
 	st   *state.State
