@@ -107,6 +107,10 @@ var rules = []Rule{
 	// Cluster: a join token admits a node that receives the domain KEK, which is what a
 	// security-domain download hands out; so it needs the same action (docs/authz.md).
 	{pb.Cluster_CreateJoinToken_FullMethodName, SecurityDomainDownload, scopeRoot},
+	// Removing a node is the other half of membership; reading the status is reading the
+	// security domain's state (which nodes hold the KEK).
+	{pb.Cluster_RemoveNode_FullMethodName, SecurityDomainDownload, scopeRoot},
+	{pb.Cluster_GetStatus_FullMethodName, SecurityDomainDownloadRead, scopeRoot},
 
 	// Pool: health and status, public.
 	{Method: pb.Pool_GetStatus_FullMethodName},

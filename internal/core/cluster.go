@@ -35,3 +35,27 @@ func (s *clusterServer) CreateJoinToken(ctx context.Context, _ *pb.CreateJoinTok
 	c.log.Info("join token created", "expires", time.Unix(expires, 0).UTC())
 	return &pb.JoinToken{Token: tok.Text(), Expires: expires}, nil
 }
+
+// GetStatus reports every node of the pool as this node sees it (docs/cluster.md, "Status").
+func (s *clusterServer) GetStatus(ctx context.Context, _ *pb.GetClusterStatusRequest) (*pb.ClusterStatus, error) {
+	if s.c.members == nil {
+		return nil, rpcerr.New(fault.Unsupported, "Unsupported", "this node reports no cluster status")
+	}
+	return s.c.members.Status(ctx)
+}
+
+// RemoveNode removes a node from the pool through the leader; its certificate is refused from
+// then on.
+func (s *clusterServer) RemoveNode(ctx context.Context, r *pb.RemoveNodeRequest) (*pb.RemoveNodeResponse, error) {
+	if r.NodeId == "" {
+		return nil, rpcerr.New(fault.BadParameter, "BadParameter", "node_id is required")
+	}
+	if s.c.members == nil {
+		return nil, rpcerr.New(fault.Unsupported, "Unsupported", "this node is not part of a cluster: there is no node to remove")
+	}
+	if err := s.c.members.RemoveNode(ctx, r.NodeId); err != nil {
+		return nil, err
+	}
+	s.c.log.Info("node removed", "node", r.NodeId)
+	return &pb.RemoveNodeResponse{}, nil
+}

@@ -97,6 +97,13 @@ type ClusterInfo interface {
 	IsLeader() bool
 }
 
+// Membership is the pool's node membership as the daemon runs it: the status of every node,
+// gathered over the node API, and the removal of a node through the leader.
+type Membership interface {
+	Status(ctx context.Context) (*pb.ClusterStatus, error)
+	RemoveNode(ctx context.Context, nodeID string) error
+}
+
 // Config wires a Core.
 type Config struct {
 	HSM        HSM
@@ -105,6 +112,9 @@ type Config struct {
 	State      StateReader
 	Tokens     TokenValidator
 	Cluster    ClusterInfo
+	// Membership, when set, serves Cluster.GetStatus and RemoveNode; nil: a single node without
+	// a node API, whose status is its own and which has no node to remove.
+	Membership Membership
 	// Audiences are the token audiences the data plane accepts: its resource(s).
 	Audiences []string
 	// Audit, when set, gets one entry per authenticated call.
@@ -127,6 +137,7 @@ type Core struct {
 	st      StateReader
 	tokens  TokenValidator
 	clu     ClusterInfo
+	members Membership
 	aud     []string
 	now     func() time.Time
 	log     *slog.Logger
@@ -151,7 +162,7 @@ func New(cfg Config) (*Core, error) {
 		return nil, errors.New("core: at least one audience is required")
 	}
 	c := &Core{hsm: cfg.HSM, cache: cfg.Cache, repl: cfg.Replicator, st: cfg.State, tokens: cfg.Tokens,
-		clu: cfg.Cluster, aud: cfg.Audiences, now: cfg.Now, log: cfg.Logger, auditor: cfg.Audit, openBackupStore: cfg.OpenBackupStore,
+		clu: cfg.Cluster, members: cfg.Membership, aud: cfg.Audiences, now: cfg.Now, log: cfg.Logger, auditor: cfg.Audit, openBackupStore: cfg.OpenBackupStore,
 		caFingerprint: cfg.CAFingerprint}
 	if c.now == nil {
 		c.now = time.Now

@@ -42,17 +42,25 @@ func (r replicator) Propose(ctx context.Context, cmd *pb.Command) error {
 	if err != nil {
 		return err
 	}
-	_, err = r.n.Apply(ctx, b)
-	// NotLeader: the command was not proposed here, so sending it to the leader cannot apply
-	// it twice.
-	if r.fwd == nil || !errors.Is(err, fault.NotLeader) {
-		return err
+	for retried := false; ; retried = true {
+		_, err = r.n.Apply(ctx, b)
+		// NotLeader: the command was not proposed here, so sending it to the leader cannot
+		// apply it twice.
+		if r.fwd == nil || !errors.Is(err, fault.NotLeader) {
+			return err
+		}
+		leader, idx, err := r.fwd.forward(ctx, b)
+		if err == nil {
+			return waitApplied(ctx, r.st, idx)
+		}
+		// The node this one took for the leader no longer leads, and did not propose the
+		// command: once, wait until another leader is known and send it there (or apply it
+		// here, if this node leads now).
+		if retried || !noLongerLeads(err) {
+			return err
+		}
+		r.fwd.awaitOtherLeader(ctx, leader)
 	}
-	idx, err := r.fwd.forward(ctx, b)
-	if err != nil {
-		return err
-	}
-	return waitApplied(ctx, r.st, idx)
 }
 
 // waitApplied returns once st has applied the Raft index idx, or ctx.Err() unchanged when
@@ -78,44 +86,110 @@ func noLeader(format string, args ...any) error {
 	return &rpcerr.Error{Kind: fault.Unavailable, Code: "ServiceUnavailable", Msg: fmt.Sprintf(format, args...), RetryAfter: 1}
 }
 
+// innerNotLeader marks the answer of a node that was asked as the leader and does not lead
+// (it proposed nothing): the caller may send the same request to the new leader.
+const innerNotLeader = "NotLeader"
+
+// notLeading is that answer: a 503 with Retry-After should it reach a client.
+func notLeading(self string) error {
+	return &rpcerr.Error{Kind: fault.Unavailable, Code: "ServiceUnavailable", Inner: innerNotLeader,
+		Msg: fmt.Sprintf("node %q is no longer the leader; retry", self), RetryAfter: 1}
+}
+
+// noLongerLeads tells whether err is notLeading's, passed back by rpcerr.FromStatus.
+func noLongerLeads(err error) bool {
+	var e *rpcerr.Error
+	return errors.As(err, &e) && e.Inner == innerNotLeader
+}
+
 // forwarder sends commands to the leader's node API over mutual TLS with this node's
 // certificate, and keeps one gRPC connection per leader.
 type forwarder struct {
 	n     *cluster.Node
 	ntls  *nodeTLS
-	addrs map[string]string // node API address by node ID (raft.peer_node_addrs)
+	st    *state.State      // the node map: node API address by node ID
+	addrs map[string]string // the same from raft.peer_node_addrs, asked when the map has none
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn // by node ID and address
 }
 
-func newForwarder(n *cluster.Node, ntls *nodeTLS, addrs map[string]string) *forwarder {
-	return &forwarder{n: n, ntls: ntls, addrs: addrs, conns: map[string]*grpc.ClientConn{}}
+func newForwarder(n *cluster.Node, ntls *nodeTLS, st *state.State, addrs map[string]string) *forwarder {
+	return &forwarder{n: n, ntls: ntls, st: st, addrs: addrs, conns: map[string]*grpc.ClientConn{}}
 }
 
-// forward sends the encoded command b to the leader and returns the Raft index at which it
-// was applied there. The leader's refusal comes back as the *rpcerr.Error it answered.
-func (f *forwarder) forward(ctx context.Context, b []byte) (uint64, error) {
+// addrOf is the node API address of node id: from the node map, else from
+// raft.peer_node_addrs; "" when neither knows it.
+func (f *forwarder) addrOf(id string) string {
+	if f.st != nil {
+		if a := f.st.NodeAddr(id); a != "" {
+			return a
+		}
+	}
+	return f.addrs[id]
+}
+
+// leader returns the ID of the leader this node knows and a client of its node API.
+func (f *forwarder) leader() (string, pb.NodeClient, error) {
 	id, _ := f.n.Leader()
 	if id == "" {
-		return 0, noLeader("no Raft leader is known to take the write; retry")
+		return "", nil, noLeader("no Raft leader is known to take the write; retry")
 	}
-	addr := f.addrs[id]
+	c, err := f.client(id)
+	return id, c, err
+}
+
+// client is a client of node id's node API.
+func (f *forwarder) client(id string) (pb.NodeClient, error) {
+	addr := f.addrOf(id)
 	if addr == "" {
-		return 0, noLeader("the leader %q serves no node API this node knows (raft.peer_node_addrs); retry once another node leads", id)
+		return nil, noLeader("node %q serves no node API this node knows (node map, raft.peer_node_addrs); retry", id)
 	}
 	conn, err := f.conn(id, addr)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	resp, err := pb.NewNodeClient(conn).Forward(ctx, &pb.ForwardRequest{Command: b})
+	return pb.NewNodeClient(conn), nil
+}
+
+// forward sends the encoded command b to the leader and returns the leader's ID and the Raft
+// index at which it was applied there. The leader's refusal comes back as the *rpcerr.Error
+// it answered.
+func (f *forwarder) forward(ctx context.Context, b []byte) (string, uint64, error) {
+	id, c, err := f.leader()
+	if err != nil {
+		return id, 0, err
+	}
+	resp, err := c.Forward(ctx, &pb.ForwardRequest{Command: b})
 	if err != nil {
 		if ctx.Err() != nil {
-			return 0, ctx.Err()
+			return id, 0, ctx.Err()
 		}
-		return 0, rpcerr.FromStatus(err)
+		return id, 0, rpcerr.FromStatus(err)
 	}
-	return resp.Index, nil
+	return id, resp.Index, nil
+}
+
+// otherLeaderWait bounds how long a node whose leader stepped down waits to learn the next.
+var otherLeaderWait = 3 * time.Second
+
+// awaitOtherLeader returns once this node knows a leader other than old, after
+// otherLeaderWait, or when ctx ends.
+func (f *forwarder) awaitOtherLeader(ctx context.Context, old string) {
+	ctx, cancel := context.WithTimeout(ctx, otherLeaderWait)
+	defer cancel()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if id, _ := f.n.Leader(); id != "" && id != old {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (f *forwarder) conn(id, addr string) (*grpc.ClientConn, error) {
@@ -216,9 +290,12 @@ func (s *joinServer) Forward(ctx context.Context, r *pb.ForwardRequest) (*pb.For
 		return nil, grpcErr(fault.BadParameter, "the forwarded command is malformed, empty, or has fields this node does not know")
 	}
 	if s.node.Status().State != cluster.Leader {
-		return nil, rpcerr.Status(noLeader("node %q is no longer the leader; retry", s.cfg.Raft.NodeID))
+		return nil, rpcerr.Status(notLeading(s.cfg.Raft.NodeID))
 	}
 	idx, _, err := s.node.ApplyIndex(ctx, r.Command)
+	if errors.Is(err, fault.NotLeader) { // not proposed: the follower may send it to the new leader
+		return nil, rpcerr.Status(notLeading(s.cfg.Raft.NodeID))
+	}
 	if err != nil {
 		s.log.Debug("forwarded command refused", "from", from, "id", cmd.Id, "error", err)
 		return nil, rpcerr.Status(err)

@@ -47,7 +47,7 @@ func TestForwardOnlyFromMembers(t *testing.T) {
 	}
 	cas := x509.NewCertPool()
 	cas.AppendCertsFromPEM(ca.CertPEM())
-	leader := &nodeTLS{cas: cas, cert: nodeCert(t, ca, "node-1"), selfID: "node-1", pending: map[string]bool{"node-2": true}}
+	leader := &nodeTLS{cas: cas, cert: nodeCert(t, ca, "node-1"), selfID: "node-1", pending: map[string]time.Time{"node-2": time.Now()}}
 	js := &joinServer{cfg: Config{Raft: Raft{NodeID: "node-1"}}, ntls: leader, log: slog.New(slog.DiscardHandler)}
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")

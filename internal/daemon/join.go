@@ -39,22 +39,30 @@ const offerPEMType = "HSMPOOL JOIN OFFER"
 // configuration that makes it a voter.
 var addVoterTimeout = 10 * time.Minute
 
-// joinServer is the node API's Join, on the leader.
+// joinServer is the node API (docs/cluster.md): Join on any node that holds the CA key,
+// Forward, AddVoter and RemoveNode on the leader, Status on any member, Leave for the node
+// itself.
 type joinServer struct {
 	pb.UnsafeNodeServer
-	cfg  Config
-	node *cluster.Node
-	st   *state.State
-	hsm  *hsm.Pool
-	ntls *nodeTLS
-	log  *slog.Logger
+	cfg     Config
+	node    *cluster.Node
+	st      *state.State
+	hsm     *hsm.Pool
+	ntls    *nodeTLS
+	repl    replicator
+	members *members
+	log     *slog.Logger
 
 	mu   sync.Mutex                  // one join step at a time
 	done map[string]*pb.JoinResponse // answers already given, by node ID and offer fingerprint
+
+	left     chan struct{} // closed by a Leave: Run stops
+	leftOnce sync.Once
 }
 
-func newJoinServer(cfg Config, node *cluster.Node, st *state.State, pool *hsm.Pool, ntls *nodeTLS, log *slog.Logger) *joinServer {
-	return &joinServer{cfg: cfg, node: node, st: st, hsm: pool, ntls: ntls, log: log, done: map[string]*pb.JoinResponse{}}
+func newJoinServer(cfg Config, node *cluster.Node, st *state.State, pool *hsm.Pool, ntls *nodeTLS, repl replicator, m *members, log *slog.Logger) *joinServer {
+	return &joinServer{cfg: cfg, node: node, st: st, hsm: pool, ntls: ntls, repl: repl, members: m, log: log,
+		done: map[string]*pb.JoinResponse{}, left: make(chan struct{})}
 }
 
 // serveNodeAPI serves the node API on cfg.Raft.NodeAddr until the returned stop is called.
@@ -67,7 +75,16 @@ func serveNodeAPI(cfg Config, js *joinServer) (stop func(), err error) {
 	srv := grpc.NewServer(grpc.Creds(credentialsFrom(js.ntls.server())), grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)+64<<10))
 	pb.RegisterNodeServer(srv, js)
 	go srv.Serve(l)
-	return srv.Stop, nil
+	// Calls in flight (a Leave answering) finish, for a few seconds at most.
+	return func() {
+		done := make(chan struct{})
+		go func() { srv.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			srv.Stop()
+		}
+	}, nil
 }
 
 func grpcErr(kind fault.Kind, format string, args ...any) error {
@@ -87,11 +104,12 @@ func grpcErr(kind fault.Kind, format string, args ...any) error {
 	return status.Errorf(code, format, args...)
 }
 
-// Join admits a node: docs/cluster.md, "Joining".
+// Join admits a node: docs/cluster.md, "Joining". Any member with the CA key runs it: the
+// token is spent through Raft (forwarded to the leader), the KEK comes from this node's HSM,
+// the certificates from its copy of the CA, and the leader adds the node (AddVoter).
 func (s *joinServer) Join(ctx context.Context, r *pb.JoinRequest) (*pb.JoinResponse, error) {
-	if s.node.Status().State != cluster.Leader {
-		id, addr := s.node.Leader()
-		return nil, grpcErr(fault.NotLeader, "this node is not the leader; send Join to the leader's node API (leader %q, Raft address %q)", id, addr)
+	if s.cfg.TLS.CAKey == "" {
+		return nil, grpcErr(fault.Conflict, "node %q holds no CA key and admits no node; join through another node", s.cfg.Raft.NodeID)
 	}
 	tok, err := nodejoin.ParseToken(r.Token)
 	if err != nil {
@@ -106,6 +124,11 @@ func (s *joinServer) Join(ctx context.Context, r *pb.JoinRequest) (*pb.JoinRespo
 	host, _, err := net.SplitHostPort(r.RaftAddr)
 	if err != nil || host == "" {
 		return nil, grpcErr(fault.BadParameter, "raft_addr %q: want host:port", r.RaftAddr)
+	}
+	if r.NodeAddr != "" {
+		if h, p, err := net.SplitHostPort(r.NodeAddr); err != nil || h == "" || p == "" {
+			return nil, grpcErr(fault.BadParameter, "node_addr %q: want host:port", r.NodeAddr)
+		}
 	}
 	offer, err := nodejoin.ParseOffer(r.Offer)
 	if err != nil {
@@ -125,9 +148,11 @@ func (s *joinServer) Join(ctx context.Context, r *pb.JoinRequest) (*pb.JoinRespo
 	}
 	// The token: spent by this node now, or by this node before (a join that polls).
 	if usedBy, _, ok := s.st.JoinTokenUsedBy(tok.Hash()); !ok || usedBy != r.NodeId {
-		cmd := &pb.Command{Id: uuid.NewString(), Time: time.Now().Unix(),
-			Op: &pb.Command_UseJoinToken{UseJoinToken: &pb.UseJoinToken{Hash: tok.Hash(), NodeId: r.NodeId}}}
-		if err := propose(ctx, s.node, cmd); err != nil {
+		cmd := stamp(&pb.Command{Op: &pb.Command_UseJoinToken{UseJoinToken: &pb.UseJoinToken{Hash: tok.Hash(), NodeId: r.NodeId}}})
+		if err := s.repl.Propose(ctx, cmd); err != nil {
+			if k := fault.Of(err); k == fault.Unavailable || k == fault.NotLeader {
+				return nil, grpcErr(fault.Unavailable, "spend the join token: %v", err)
+			}
 			s.log.Warn("join refused", "node", r.NodeId, "err", err)
 			return nil, grpcErr(fault.Forbidden, "the join token is refused: %v", err)
 		}
@@ -155,11 +180,11 @@ func (s *joinServer) Join(ctx context.Context, r *pb.JoinRequest) (*pb.JoinRespo
 	s.done[r.NodeId+"/"+fpHex] = resp
 	_ = os.Remove(filepath.Join(s.cfg.DataDir, JoinsDir, pathSafe(r.NodeId)+".pem"))
 	s.ntls.admit(r.NodeId)
-	s.log.Info("KEK sent to a joining node; adding it as a voter", "node", r.NodeId, "raft_addr", r.RaftAddr)
+	s.log.Info("KEK sent to a joining node; the leader adds it as a voter", "node", r.NodeId, "raft_addr", r.RaftAddr)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), addVoterTimeout)
 		defer cancel()
-		if err := s.node.AddVoter(ctx, r.NodeId, r.RaftAddr); err != nil {
+		if err := s.members.addVoter(ctx, r.NodeId, r.RaftAddr); err != nil {
 			s.log.Error("add the joined node as a voter", "node", r.NodeId, "err", err)
 			return
 		}
@@ -179,7 +204,11 @@ func (s *joinServer) answer(r *pb.JoinRequest, p *pb.PoolRecord, offer *nodejoin
 	if err != nil {
 		return nil, fmt.Errorf("load the pool CA: %w", err)
 	}
-	nodeCert, nodeKey, err := ca.IssueNode(pki.NodeOptions{NodeID: r.NodeId, Names: []string{host}})
+	nodeNames := []string{host}
+	if h, _, err := net.SplitHostPort(r.NodeAddr); err == nil && h != host {
+		nodeNames = append(nodeNames, h)
+	}
+	nodeCert, nodeKey, err := ca.IssueNode(pki.NodeOptions{NodeID: r.NodeId, Names: nodeNames})
 	if err != nil {
 		return nil, err
 	}
@@ -195,8 +224,12 @@ func (s *joinServer) answer(r *pb.JoinRequest, p *pb.PoolRecord, offer *nodejoin
 	if err != nil {
 		return nil, fmt.Errorf("the token-signing key: %w", err)
 	}
+	caKey, err := os.ReadFile(s.cfg.TLS.CAKey)
+	if err != nil {
+		return nil, fmt.Errorf("the pool CA's key: %w", err)
+	}
 	return &pb.JoinResponse{Sender: s.cfg.Raft.NodeID, SealedKek: sealed, NodeCert: nodeCert, NodeKey: nodeKey,
-		CaCert: ca.CertPEM(), Name: p.Name, TenantId: p.TenantId, AuthorityHost: s.cfg.AuthorityHost,
+		CaCert: ca.CertPEM(), CaKey: caKey, Name: p.Name, TenantId: p.TenantId, AuthorityHost: s.cfg.AuthorityHost,
 		RecoverableDays: p.RecoverableDays, SignerKey: signer, ServerCert: srvCert, ServerKey: srvKey, KekLabel: p.KekLabel}, nil
 }
 

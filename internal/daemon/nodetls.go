@@ -31,9 +31,13 @@ type nodeTLS struct {
 	selfID string
 
 	mu      sync.Mutex
-	node    *cluster.Node   // set once Raft is open
-	pending map[string]bool // nodes admitted by Join, not yet in the configuration
+	node    *cluster.Node        // set once Raft is open
+	pending map[string]time.Time // nodes admitted by Join or AddVoter, not yet seen in the configuration, by when
 }
+
+// admitFor is how long a node admitted by Join stays admitted without appearing in the Raft
+// configuration: as long as the leader tries to add it.
+var admitFor = addVoterTimeout + time.Minute
 
 func loadNodeTLS(cfg Config) (*nodeTLS, error) {
 	cas, err := pki.CertPool(cfg.TLS.CAFile)
@@ -56,7 +60,7 @@ func loadNodeTLS(cfg Config) (*nodeTLS, error) {
 		return nil, fmt.Errorf("raft.cert_file, raft.key_file: %w", err)
 	}
 	cert.Certificate = append(cert.Certificate, caDER)
-	return &nodeTLS{cas: cas, caDER: caDER, cert: cert, selfID: cfg.Raft.NodeID, pending: map[string]bool{}}, nil
+	return &nodeTLS{cas: cas, caDER: caDER, cert: cert, selfID: cfg.Raft.NodeID, pending: map[string]time.Time{}}, nil
 }
 
 // cluster is the Raft transport's TLS settings.
@@ -65,33 +69,42 @@ func (n *nodeTLS) cluster() *cluster.TLS {
 }
 
 // allowed admits this node, the servers of the latest Raft configuration and the nodes that
-// Join admitted (until they are in it). A node whose configuration is still empty (it has
-// joined but not yet heard from the leader) admits any node with a certificate of the pool
-// CA: it has no other way to know the leader, and the CA issues node certificates only to
-// nodes that used a join token.
+// Join or AddVoter admitted on this process, until they appear in the configuration (then the
+// configuration decides: once removed, a node is refused) or for admitFor at most. A node
+// whose configuration is still empty (it has joined but not yet heard from the leader) admits
+// any node with a certificate of the pool CA: it has no other way to know the leader, and the
+// CA issues node certificates only to nodes that used a join token.
 func (n *nodeTLS) allowed(id string) bool {
 	if id == n.selfID {
 		return true
 	}
 	n.mu.Lock()
-	node, pending := n.node, n.pending[id]
+	node := n.node
+	since, pending := n.pending[id]
+	if pending && time.Since(since) > admitFor {
+		delete(n.pending, id)
+		pending = false
+	}
 	n.mu.Unlock()
-	if pending || node == nil {
+	if node == nil {
 		return pending
 	}
 	servers, err := node.Configuration()
 	if err != nil {
-		return false
+		return pending
 	}
 	if len(servers) == 0 {
 		return true
 	}
 	for _, s := range servers {
 		if s.ID == id {
+			if pending {
+				n.forget(id)
+			}
 			return true
 		}
 	}
-	return false
+	return pending
 }
 
 func (n *nodeTLS) setNode(node *cluster.Node) {
@@ -100,9 +113,18 @@ func (n *nodeTLS) setNode(node *cluster.Node) {
 	n.mu.Unlock()
 }
 
+// admit lets node id in before it is in the configuration: the node a Join admitted, which
+// the leader is about to add.
 func (n *nodeTLS) admit(id string) {
 	n.mu.Lock()
-	n.pending[id] = true
+	n.pending[id] = time.Now()
+	n.mu.Unlock()
+}
+
+// forget drops an admission: the node is in the configuration now, or was removed.
+func (n *nodeTLS) forget(id string) {
+	n.mu.Lock()
+	delete(n.pending, id)
 	n.mu.Unlock()
 }
 

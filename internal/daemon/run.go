@@ -63,6 +63,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if err := checkNotLeft(cfg.DataDir); err != nil {
+		return err
+	}
 	if cfg.SoftHSMConf != "" {
 		os.Setenv("SOFTHSM2_CONF", cfg.SoftHSMConf)
 	}
@@ -118,11 +121,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 	}
 	repl := replicator{n: node, st: st}
 	if ntls != nil {
-		repl.fwd = newForwarder(node, ntls, cfg.Raft.PeerNodeAddrs)
+		repl.fwd = newForwarder(node, ntls, st, cfg.Raft.PeerNodeAddrs)
 		closers = append(closers, repl.fwd.Close)
 	}
+	members := &members{me: self{cfg: cfg, node: node, hsm: pool}, node: node, st: st, ntls: ntls, fwd: repl.fwd,
+		log: log.With("component", "members")}
 	c, err := core.New(core.Config{HSM: pool, CAFingerprint: caFP, Cache: hsm.NewCache(cacheSize), Replicator: repl, State: st,
-		Tokens: issuer, Cluster: clusterInfo{node}, Audiences: []string{cfg.Resource()}, Audit: auditLog,
+		Tokens: issuer, Cluster: clusterInfo{node}, Membership: members, Audiences: []string{cfg.Resource()}, Audit: auditLog,
 		Logger: log.With("component", "core")})
 	if err != nil {
 		return err
@@ -130,12 +135,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 	if err := c.Resume(ctx); err != nil {
 		return err
 	}
+	hk, stopHK := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHK()
+	var left <-chan struct{} // closed when this node has left the pool (hsmpoold leave)
 	if cfg.Raft.NodeAddr != "" {
-		stopNodeAPI, err := serveNodeAPI(cfg, newJoinServer(cfg, node, st, pool, ntls, log.With("component", "join")))
+		js := newJoinServer(cfg, node, st, pool, ntls, repl, members, log.With("component", "node-api"))
+		stopNodeAPI, err := serveNodeAPI(cfg, js)
 		if err != nil {
 			return err
 		}
 		closers = append(closers, func() error { stopNodeAPI(); return nil })
+		left = js.left
+		go registerSelf(hk, cfg, st, repl, log.With("component", "node-map"))
 	}
 
 	// The gateway reaches the core only through its gRPC API, in process: the generated clients
@@ -166,8 +177,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeTLS(hl, "", "") }()
 
-	hk, stopHK := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopHK()
 	go c.RunHousekeeping(hk, time.Minute)
 
 	log.Info("serving", "url", cfg.URL(), "listen", hl.Addr().String(), "node", cfg.Raft.NodeID)
@@ -177,6 +186,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 	}
 	select {
 	case <-ctx.Done():
+	case <-left:
+		log.Warn("this node left the pool: stopping")
 	case err := <-served:
 		return fmt.Errorf("the HTTPS server stopped: %w", err)
 	}

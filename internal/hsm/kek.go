@@ -128,6 +128,23 @@ func (p *Pool) FindKEK(ctx context.Context, label string) (*KEK, error) {
 	return kek, err
 }
 
+// DestroyKEK destroys every secret key object labelled label in the token: the domain KEK of
+// a node that leaves the pool (hsmpoold leave), so that the token no longer unwraps any of the
+// pool's keys. It returns how many objects it destroyed; none is not an error (a repeated
+// leave). It runs to the end even when ctx ends, so that a leave is not left half done.
+func (p *Pool) DestroyKEK(ctx context.Context, label string) (int, error) {
+	var n int
+	err := p.withSession(context.WithoutCancel(ctx), func(s pkcs11.SessionHandle) error {
+		objs, err := p.findByLabel(s, label)
+		if err != nil {
+			return err
+		}
+		n = len(objs)
+		return p.destroy(s, objs...)
+	})
+	return n, err
+}
+
 // keyPolicy is what a token object must carry before the pool relies on it: its key type and
 // the value of each listed boolean attribute.
 type keyPolicy struct {

@@ -354,3 +354,38 @@ func scanFor(t *testing.T, dir string, secrets map[string][]byte) []string {
 	}
 	return hits
 }
+
+// TestDestroyKEK: a leaving node destroys its copy of the domain KEK. Afterwards the token
+// finds no KEK, cannot unwrap a blob made under it, and a second destroy finds nothing.
+func TestDestroyKEK(t *testing.T) {
+	p := newPool(t, 0)
+	kek := newKEK(t, p)
+	ctx := context.Background()
+	other := newKEKOn(t, p, "another-kek")
+	gen, err := p.Generate(ctx, Spec{Type: AES, Bits: 256}, UseAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gen.Destroy(ctx)
+	blob, err := p.Wrap(ctx, kek, gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := p.DestroyKEK(ctx, "domain-kek")
+	if err != nil || n != 1 {
+		t.Fatalf("DestroyKEK = %d, %v; want 1, nil", n, err)
+	}
+	if _, err := p.FindKEK(ctx, "domain-kek"); fault.Of(err) != fault.NotFound {
+		t.Errorf("FindKEK after DestroyKEK: err = %v, want NotFound", err)
+	}
+	if k, err := p.Unwrap(ctx, kek, blob, Spec{Type: AES, Bits: 256}, UseAll, nil); err == nil {
+		k.Destroy(ctx)
+		t.Error("a blob still unwraps under the destroyed KEK")
+	}
+	if n, err := p.DestroyKEK(ctx, "domain-kek"); err != nil || n != 0 {
+		t.Errorf("second DestroyKEK = %d, %v; want 0, nil", n, err)
+	}
+	if _, err := p.FindKEK(ctx, other.label); err != nil {
+		t.Errorf("the KEK of another label is gone: %v", err)
+	}
+}

@@ -164,6 +164,14 @@ func (s *State) plan(cmd *pb.Command) (change, error) {
 		if op != nil {
 			return s.useJoinToken(t, op.UseJoinToken)
 		}
+	case *pb.Command_PutNode:
+		if op != nil {
+			return s.putNode(t, op.PutNode)
+		}
+	case *pb.Command_DeleteNode:
+		if op != nil {
+			return s.deleteNode(op.DeleteNode)
+		}
 	}
 	// An op this node does not know (nil here, with the bytes kept as unknown fields) comes
 	// from a newer proposer; docs/state.md says why that must not happen.

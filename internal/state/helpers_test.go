@@ -69,6 +69,10 @@ func cmdAt(t int64, op any) *pb.Command {
 		c.Op = &pb.Command_PutJoinToken{PutJoinToken: o}
 	case *pb.UseJoinToken:
 		c.Op = &pb.Command_UseJoinToken{UseJoinToken: o}
+	case *pb.PutNode:
+		c.Op = &pb.Command_PutNode{PutNode: o}
+	case *pb.DeleteNode:
+		c.Op = &pb.Command_DeleteNode{DeleteNode: o}
 	case nil:
 	default:
 		panic(fmt.Sprintf("cmdAt: %T is not an operation", op))

@@ -64,6 +64,9 @@ func (s *State) RestoreSnapshot(b []byte) error {
 	if err := checkAccess(st.Pool); err != nil {
 		return fmt.Errorf("restore state snapshot: %w: %w", fault.Internal, err)
 	}
+	if err := checkNodes(st.Pool); err != nil {
+		return fmt.Errorf("restore state snapshot: %w: %w", fault.Internal, err)
+	}
 	byPrincipal := indexAssignments(st.Pool.GetRoleAssignments())
 	keys := make(map[string]*pb.KeyRecord, len(st.Keys))
 	var live, deleted []string

@@ -21,6 +21,357 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type GetClusterStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClusterStatusRequest) Reset() {
+	*x = GetClusterStatusRequest{}
+	mi := &file_hsmpool_v1_cluster_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClusterStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClusterStatusRequest) ProtoMessage() {}
+
+func (x *GetClusterStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_cluster_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClusterStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetClusterStatusRequest) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
+type ClusterStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LeaderId      string                 `protobuf:"bytes,1,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`       // empty when the node called knows no leader
+	AnsweredBy    string                 `protobuf:"bytes,2,opt,name=answered_by,json=answeredBy,proto3" json:"answered_by,omitempty"` // the node that gathered the status
+	Nodes         []*NodeStatus          `protobuf:"bytes,3,rep,name=nodes,proto3" json:"nodes,omitempty"`                             // sorted by node ID
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterStatus) Reset() {
+	*x = ClusterStatus{}
+	mi := &file_hsmpool_v1_cluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterStatus) ProtoMessage() {}
+
+func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_cluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterStatus.ProtoReflect.Descriptor instead.
+func (*ClusterStatus) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_cluster_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ClusterStatus) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+func (x *ClusterStatus) GetAnsweredBy() string {
+	if x != nil {
+		return x.AnsweredBy
+	}
+	return ""
+}
+
+func (x *ClusterStatus) GetNodes() []*NodeStatus {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+// NodeStatus is one node as it reports itself (Node.Status), plus what the configuration says.
+type NodeStatus struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	NodeId       string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	RaftAddr     string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	NodeAddr     string                 `protobuf:"bytes,3,opt,name=node_addr,json=nodeAddr,proto3" json:"node_addr,omitempty"`
+	Url          string                 `protobuf:"bytes,4,opt,name=url,proto3" json:"url,omitempty"`
+	Suffrage     string                 `protobuf:"bytes,5,opt,name=suffrage,proto3" json:"suffrage,omitempty"` // Voter, Nonvoter, Staging
+	Role         string                 `protobuf:"bytes,6,opt,name=role,proto3" json:"role,omitempty"`         // Leader, Follower, Candidate, Shutdown; empty when unreachable
+	Term         uint64                 `protobuf:"varint,7,opt,name=term,proto3" json:"term,omitempty"`
+	LastIndex    uint64                 `protobuf:"varint,8,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"` // last Raft log entry
+	CommitIndex  uint64                 `protobuf:"varint,9,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	AppliedIndex uint64                 `protobuf:"varint,10,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"` // last entry applied to the node's state
+	// lag is how many entries the node's applied index is behind the leader's commit index (0
+	// on the leader, and when no leader answered).
+	Lag           uint64 `protobuf:"varint,11,opt,name=lag,proto3" json:"lag,omitempty"`
+	LastContactMs int64  `protobuf:"varint,12,opt,name=last_contact_ms,json=lastContactMs,proto3" json:"last_contact_ms,omitempty"` // followers: milliseconds since the leader was last heard; -1 unknown
+	HsmOk         bool   `protobuf:"varint,13,opt,name=hsm_ok,json=hsmOk,proto3" json:"hsm_ok,omitempty"`                           // the node's HSM answered a probe (C_GenerateRandom) just now
+	HsmError      string `protobuf:"bytes,14,opt,name=hsm_error,json=hsmError,proto3" json:"hsm_error,omitempty"`
+	Reachable     bool   `protobuf:"varint,15,opt,name=reachable,proto3" json:"reachable,omitempty"` // the node's own status was obtained
+	Error         string `protobuf:"bytes,16,opt,name=error,proto3" json:"error,omitempty"`          // why not, when unreachable
+	Version       string `protobuf:"bytes,17,opt,name=version,proto3" json:"version,omitempty"`      // the node's hsmpoold version
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeStatus) Reset() {
+	*x = NodeStatus{}
+	mi := &file_hsmpool_v1_cluster_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeStatus) ProtoMessage() {}
+
+func (x *NodeStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_cluster_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
+func (*NodeStatus) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_cluster_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *NodeStatus) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetRaftAddr() string {
+	if x != nil {
+		return x.RaftAddr
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetNodeAddr() string {
+	if x != nil {
+		return x.NodeAddr
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetSuffrage() string {
+	if x != nil {
+		return x.Suffrage
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetLastIndex() uint64 {
+	if x != nil {
+		return x.LastIndex
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetCommitIndex() uint64 {
+	if x != nil {
+		return x.CommitIndex
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetLag() uint64 {
+	if x != nil {
+		return x.Lag
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetLastContactMs() int64 {
+	if x != nil {
+		return x.LastContactMs
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetHsmOk() bool {
+	if x != nil {
+		return x.HsmOk
+	}
+	return false
+}
+
+func (x *NodeStatus) GetHsmError() string {
+	if x != nil {
+		return x.HsmError
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetReachable() bool {
+	if x != nil {
+		return x.Reachable
+	}
+	return false
+}
+
+func (x *NodeStatus) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+type RemoveNodeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeRequest) Reset() {
+	*x = RemoveNodeRequest{}
+	mi := &file_hsmpool_v1_cluster_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeRequest) ProtoMessage() {}
+
+func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_cluster_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
+func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_cluster_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RemoveNodeRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+type RemoveNodeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeResponse) Reset() {
+	*x = RemoveNodeResponse{}
+	mi := &file_hsmpool_v1_cluster_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeResponse) ProtoMessage() {}
+
+func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_cluster_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
+func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_cluster_proto_rawDescGZIP(), []int{4}
+}
+
 type CreateJoinTokenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -29,7 +380,7 @@ type CreateJoinTokenRequest struct {
 
 func (x *CreateJoinTokenRequest) Reset() {
 	*x = CreateJoinTokenRequest{}
-	mi := &file_hsmpool_v1_cluster_proto_msgTypes[0]
+	mi := &file_hsmpool_v1_cluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -41,7 +392,7 @@ func (x *CreateJoinTokenRequest) String() string {
 func (*CreateJoinTokenRequest) ProtoMessage() {}
 
 func (x *CreateJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_cluster_proto_msgTypes[0]
+	mi := &file_hsmpool_v1_cluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -54,7 +405,7 @@ func (x *CreateJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_cluster_proto_rawDescGZIP(), []int{0}
+	return file_hsmpool_v1_cluster_proto_rawDescGZIP(), []int{5}
 }
 
 type JoinToken struct {
@@ -68,7 +419,7 @@ type JoinToken struct {
 
 func (x *JoinToken) Reset() {
 	*x = JoinToken{}
-	mi := &file_hsmpool_v1_cluster_proto_msgTypes[1]
+	mi := &file_hsmpool_v1_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -80,7 +431,7 @@ func (x *JoinToken) String() string {
 func (*JoinToken) ProtoMessage() {}
 
 func (x *JoinToken) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_cluster_proto_msgTypes[1]
+	mi := &file_hsmpool_v1_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -93,7 +444,7 @@ func (x *JoinToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinToken.ProtoReflect.Descriptor instead.
 func (*JoinToken) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_cluster_proto_rawDescGZIP(), []int{1}
+	return file_hsmpool_v1_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *JoinToken) GetToken() string {
@@ -115,13 +466,46 @@ var File_hsmpool_v1_cluster_proto protoreflect.FileDescriptor
 const file_hsmpool_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"\x18hsmpool/v1/cluster.proto\x12\n" +
-	"hsmpool.v1\"\x18\n" +
+	"hsmpool.v1\"\x19\n" +
+	"\x17GetClusterStatusRequest\"{\n" +
+	"\rClusterStatus\x12\x1b\n" +
+	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12\x1f\n" +
+	"\vanswered_by\x18\x02 \x01(\tR\n" +
+	"answeredBy\x12,\n" +
+	"\x05nodes\x18\x03 \x03(\v2\x16.hsmpool.v1.NodeStatusR\x05nodes\"\xd8\x03\n" +
+	"\n" +
+	"NodeStatus\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
+	"\tnode_addr\x18\x03 \x01(\tR\bnodeAddr\x12\x10\n" +
+	"\x03url\x18\x04 \x01(\tR\x03url\x12\x1a\n" +
+	"\bsuffrage\x18\x05 \x01(\tR\bsuffrage\x12\x12\n" +
+	"\x04role\x18\x06 \x01(\tR\x04role\x12\x12\n" +
+	"\x04term\x18\a \x01(\x04R\x04term\x12\x1d\n" +
+	"\n" +
+	"last_index\x18\b \x01(\x04R\tlastIndex\x12!\n" +
+	"\fcommit_index\x18\t \x01(\x04R\vcommitIndex\x12#\n" +
+	"\rapplied_index\x18\n" +
+	" \x01(\x04R\fappliedIndex\x12\x10\n" +
+	"\x03lag\x18\v \x01(\x04R\x03lag\x12&\n" +
+	"\x0flast_contact_ms\x18\f \x01(\x03R\rlastContactMs\x12\x15\n" +
+	"\x06hsm_ok\x18\r \x01(\bR\x05hsmOk\x12\x1b\n" +
+	"\thsm_error\x18\x0e \x01(\tR\bhsmError\x12\x1c\n" +
+	"\treachable\x18\x0f \x01(\bR\treachable\x12\x14\n" +
+	"\x05error\x18\x10 \x01(\tR\x05error\x12\x18\n" +
+	"\aversion\x18\x11 \x01(\tR\aversion\",\n" +
+	"\x11RemoveNodeRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x14\n" +
+	"\x12RemoveNodeResponse\"\x18\n" +
 	"\x16CreateJoinTokenRequest\";\n" +
 	"\tJoinToken\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x18\n" +
-	"\aexpires\x18\x02 \x01(\x03R\aexpires2W\n" +
+	"\aexpires\x18\x02 \x01(\x03R\aexpires2\xf1\x01\n" +
 	"\aCluster\x12L\n" +
-	"\x0fCreateJoinToken\x12\".hsmpool.v1.CreateJoinTokenRequest\x1a\x15.hsmpool.v1.JoinTokenB7Z5github.com/hsmpool/hsmpool/proto/hsmpool/v1;hsmpoolv1b\x06proto3"
+	"\x0fCreateJoinToken\x12\".hsmpool.v1.CreateJoinTokenRequest\x1a\x15.hsmpool.v1.JoinToken\x12K\n" +
+	"\tGetStatus\x12#.hsmpool.v1.GetClusterStatusRequest\x1a\x19.hsmpool.v1.ClusterStatus\x12K\n" +
+	"\n" +
+	"RemoveNode\x12\x1d.hsmpool.v1.RemoveNodeRequest\x1a\x1e.hsmpool.v1.RemoveNodeResponseB7Z5github.com/hsmpool/hsmpool/proto/hsmpool/v1;hsmpoolv1b\x06proto3"
 
 var (
 	file_hsmpool_v1_cluster_proto_rawDescOnce sync.Once
@@ -135,19 +519,29 @@ func file_hsmpool_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_hsmpool_v1_cluster_proto_rawDescData
 }
 
-var file_hsmpool_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_hsmpool_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_hsmpool_v1_cluster_proto_goTypes = []any{
-	(*CreateJoinTokenRequest)(nil), // 0: hsmpool.v1.CreateJoinTokenRequest
-	(*JoinToken)(nil),              // 1: hsmpool.v1.JoinToken
+	(*GetClusterStatusRequest)(nil), // 0: hsmpool.v1.GetClusterStatusRequest
+	(*ClusterStatus)(nil),           // 1: hsmpool.v1.ClusterStatus
+	(*NodeStatus)(nil),              // 2: hsmpool.v1.NodeStatus
+	(*RemoveNodeRequest)(nil),       // 3: hsmpool.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 4: hsmpool.v1.RemoveNodeResponse
+	(*CreateJoinTokenRequest)(nil),  // 5: hsmpool.v1.CreateJoinTokenRequest
+	(*JoinToken)(nil),               // 6: hsmpool.v1.JoinToken
 }
 var file_hsmpool_v1_cluster_proto_depIdxs = []int32{
-	0, // 0: hsmpool.v1.Cluster.CreateJoinToken:input_type -> hsmpool.v1.CreateJoinTokenRequest
-	1, // 1: hsmpool.v1.Cluster.CreateJoinToken:output_type -> hsmpool.v1.JoinToken
-	1, // [1:2] is the sub-list for method output_type
-	0, // [0:1] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	2, // 0: hsmpool.v1.ClusterStatus.nodes:type_name -> hsmpool.v1.NodeStatus
+	5, // 1: hsmpool.v1.Cluster.CreateJoinToken:input_type -> hsmpool.v1.CreateJoinTokenRequest
+	0, // 2: hsmpool.v1.Cluster.GetStatus:input_type -> hsmpool.v1.GetClusterStatusRequest
+	3, // 3: hsmpool.v1.Cluster.RemoveNode:input_type -> hsmpool.v1.RemoveNodeRequest
+	6, // 4: hsmpool.v1.Cluster.CreateJoinToken:output_type -> hsmpool.v1.JoinToken
+	1, // 5: hsmpool.v1.Cluster.GetStatus:output_type -> hsmpool.v1.ClusterStatus
+	4, // 6: hsmpool.v1.Cluster.RemoveNode:output_type -> hsmpool.v1.RemoveNodeResponse
+	4, // [4:7] is the sub-list for method output_type
+	1, // [1:4] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_hsmpool_v1_cluster_proto_init() }
@@ -161,7 +555,7 @@ func file_hsmpool_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hsmpool_v1_cluster_proto_rawDesc), len(file_hsmpool_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,6 +20,8 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Cluster_CreateJoinToken_FullMethodName = "/hsmpool.v1.Cluster/CreateJoinToken"
+	Cluster_GetStatus_FullMethodName       = "/hsmpool.v1.Cluster/GetStatus"
+	Cluster_RemoveNode_FullMethodName      = "/hsmpool.v1.Cluster/RemoveNode"
 )
 
 // ClusterClient is the client API for Cluster service.
@@ -31,6 +33,13 @@ type ClusterClient interface {
 	// CreateJoinToken makes a single-use join token valid for one hour. The token is returned once;
 	// the state keeps only its SHA-256.
 	CreateJoinToken(ctx context.Context, in *CreateJoinTokenRequest, opts ...grpc.CallOption) (*JoinToken, error)
+	// GetStatus reports every node of the Raft configuration as the node called sees it, with
+	// each node's own Raft and HSM status asked over the node API (an unreachable node is listed
+	// with reachable false and the error).
+	GetStatus(ctx context.Context, in *GetClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatus, error)
+	// RemoveNode removes a node from the Raft configuration and the node map, through the
+	// leader. The removed node's certificate is refused by every node from then on.
+	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
 }
 
 type clusterClient struct {
@@ -51,6 +60,26 @@ func (c *clusterClient) CreateJoinToken(ctx context.Context, in *CreateJoinToken
 	return out, nil
 }
 
+func (c *clusterClient) GetStatus(ctx context.Context, in *GetClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatus, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterStatus)
+	err := c.cc.Invoke(ctx, Cluster_GetStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterClient) RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveNodeResponse)
+	err := c.cc.Invoke(ctx, Cluster_RemoveNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServer is the server API for Cluster service.
 // All implementations must embed UnimplementedClusterServer
 // for forward compatibility.
@@ -60,6 +89,13 @@ type ClusterServer interface {
 	// CreateJoinToken makes a single-use join token valid for one hour. The token is returned once;
 	// the state keeps only its SHA-256.
 	CreateJoinToken(context.Context, *CreateJoinTokenRequest) (*JoinToken, error)
+	// GetStatus reports every node of the Raft configuration as the node called sees it, with
+	// each node's own Raft and HSM status asked over the node API (an unreachable node is listed
+	// with reachable false and the error).
+	GetStatus(context.Context, *GetClusterStatusRequest) (*ClusterStatus, error)
+	// RemoveNode removes a node from the Raft configuration and the node map, through the
+	// leader. The removed node's certificate is refused by every node from then on.
+	RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
 	mustEmbedUnimplementedClusterServer()
 }
 
@@ -72,6 +108,12 @@ type UnimplementedClusterServer struct{}
 
 func (UnimplementedClusterServer) CreateJoinToken(context.Context, *CreateJoinTokenRequest) (*JoinToken, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateJoinToken not implemented")
+}
+func (UnimplementedClusterServer) GetStatus(context.Context, *GetClusterStatusRequest) (*ClusterStatus, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetStatus not implemented")
+}
+func (UnimplementedClusterServer) RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveNode not implemented")
 }
 func (UnimplementedClusterServer) mustEmbedUnimplementedClusterServer() {}
 func (UnimplementedClusterServer) testEmbeddedByValue()                 {}
@@ -112,6 +154,42 @@ func _Cluster_CreateJoinToken_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Cluster_GetStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetClusterStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).GetStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_GetStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).GetStatus(ctx, req.(*GetClusterStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Cluster_RemoveNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).RemoveNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_RemoveNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).RemoveNode(ctx, req.(*RemoveNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Cluster_ServiceDesc is the grpc.ServiceDesc for Cluster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -122,6 +200,14 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateJoinToken",
 			Handler:    _Cluster_CreateJoinToken_Handler,
+		},
+		{
+			MethodName: "GetStatus",
+			Handler:    _Cluster_GetStatus_Handler,
+		},
+		{
+			MethodName: "RemoveNode",
+			Handler:    _Cluster_RemoveNode_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

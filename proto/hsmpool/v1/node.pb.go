@@ -21,6 +21,210 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type NodeStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeStatusRequest) Reset() {
+	*x = NodeStatusRequest{}
+	mi := &file_hsmpool_v1_node_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeStatusRequest) ProtoMessage() {}
+
+func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_node_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
+func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{0}
+}
+
+type AddVoterRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	RaftAddr      string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddVoterRequest) Reset() {
+	*x = AddVoterRequest{}
+	mi := &file_hsmpool_v1_node_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddVoterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddVoterRequest) ProtoMessage() {}
+
+func (x *AddVoterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_node_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddVoterRequest.ProtoReflect.Descriptor instead.
+func (*AddVoterRequest) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AddVoterRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *AddVoterRequest) GetRaftAddr() string {
+	if x != nil {
+		return x.RaftAddr
+	}
+	return ""
+}
+
+type AddVoterResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddVoterResponse) Reset() {
+	*x = AddVoterResponse{}
+	mi := &file_hsmpool_v1_node_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddVoterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddVoterResponse) ProtoMessage() {}
+
+func (x *AddVoterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_node_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddVoterResponse.ProtoReflect.Descriptor instead.
+func (*AddVoterResponse) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{2}
+}
+
+type LeaveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveRequest) Reset() {
+	*x = LeaveRequest{}
+	mi := &file_hsmpool_v1_node_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveRequest) ProtoMessage() {}
+
+func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_node_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
+func (*LeaveRequest) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{3}
+}
+
+type LeaveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KekDestroyed  bool                   `protobuf:"varint,1,opt,name=kek_destroyed,json=kekDestroyed,proto3" json:"kek_destroyed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveResponse) Reset() {
+	*x = LeaveResponse{}
+	mi := &file_hsmpool_v1_node_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveResponse) ProtoMessage() {}
+
+func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_node_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
+func (*LeaveResponse) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *LeaveResponse) GetKekDestroyed() bool {
+	if x != nil {
+		return x.KekDestroyed
+	}
+	return false
+}
+
 type ForwardRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Command       []byte                 `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"` // a Command as fsm.Encode made it
@@ -30,7 +234,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_hsmpool_v1_node_proto_msgTypes[0]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -42,7 +246,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_node_proto_msgTypes[0]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -55,7 +259,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{0}
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ForwardRequest) GetCommand() []byte {
@@ -74,7 +278,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_hsmpool_v1_node_proto_msgTypes[1]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -86,7 +290,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_node_proto_msgTypes[1]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -99,7 +303,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{1}
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ForwardResponse) GetIndex() uint64 {
@@ -115,13 +319,14 @@ type JoinRequest struct {
 	NodeId        string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	RaftAddr      string                 `protobuf:"bytes,3,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"` // host:port of the joiner's Raft transport
 	Offer         []byte                 `protobuf:"bytes,4,opt,name=offer,proto3" json:"offer,omitempty"`                       // nodejoin.Offer: the join key in the joiner's HSM and its HPKE public key
+	NodeAddr      string                 `protobuf:"bytes,5,opt,name=node_addr,json=nodeAddr,proto3" json:"node_addr,omitempty"` // host:port of the joiner's node API
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_hsmpool_v1_node_proto_msgTypes[2]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -133,7 +338,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_node_proto_msgTypes[2]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -146,7 +351,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{2}
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *JoinRequest) GetToken() string {
@@ -177,6 +382,13 @@ func (x *JoinRequest) GetOffer() []byte {
 	return nil
 }
 
+func (x *JoinRequest) GetNodeAddr() string {
+	if x != nil {
+		return x.NodeAddr
+	}
+	return ""
+}
+
 type JoinResponse struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Pending         bool                   `protobuf:"varint,1,opt,name=pending,proto3" json:"pending,omitempty"`                     // the security officer has not trusted the join key yet
@@ -194,13 +406,17 @@ type JoinResponse struct {
 	ServerCert      []byte                 `protobuf:"bytes,13,opt,name=server_cert,json=serverCert,proto3" json:"server_cert,omitempty"` // PEM of the HTTPS listener's certificate chain
 	ServerKey       []byte                 `protobuf:"bytes,14,opt,name=server_key,json=serverKey,proto3" json:"server_key,omitempty"`    // PEM of its key
 	KekLabel        string                 `protobuf:"bytes,15,opt,name=kek_label,json=kekLabel,proto3" json:"kek_label,omitempty"`       // the domain KEK's label, which the joiner gives its copy
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// ca_key is the PEM PKCS#8 of the pool CA's key, so that every node can admit joins and
+	// renew certificates. A node already holds the token-signing key, which mints any token;
+	// the CA key gives it nothing more (docs/cluster.md).
+	CaKey         []byte `protobuf:"bytes,16,opt,name=ca_key,json=caKey,proto3" json:"ca_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_hsmpool_v1_node_proto_msgTypes[3]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -212,7 +428,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_node_proto_msgTypes[3]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -225,7 +441,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{3}
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *JoinResponse) GetPending() bool {
@@ -333,21 +549,37 @@ func (x *JoinResponse) GetKekLabel() string {
 	return ""
 }
 
+func (x *JoinResponse) GetCaKey() []byte {
+	if x != nil {
+		return x.CaKey
+	}
+	return nil
+}
+
 var File_hsmpool_v1_node_proto protoreflect.FileDescriptor
 
 const file_hsmpool_v1_node_proto_rawDesc = "" +
 	"\n" +
 	"\x15hsmpool/v1/node.proto\x12\n" +
-	"hsmpool.v1\"*\n" +
+	"hsmpool.v1\x1a\x18hsmpool/v1/cluster.proto\"\x13\n" +
+	"\x11NodeStatusRequest\"G\n" +
+	"\x0fAddVoterRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\traft_addr\x18\x02 \x01(\tR\braftAddr\"\x12\n" +
+	"\x10AddVoterResponse\"\x0e\n" +
+	"\fLeaveRequest\"4\n" +
+	"\rLeaveResponse\x12#\n" +
+	"\rkek_destroyed\x18\x01 \x01(\bR\fkekDestroyed\"*\n" +
 	"\x0eForwardRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\"'\n" +
 	"\x0fForwardResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"o\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\x8c\x01\n" +
 	"\vJoinRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x1b\n" +
 	"\traft_addr\x18\x03 \x01(\tR\braftAddr\x12\x14\n" +
-	"\x05offer\x18\x04 \x01(\fR\x05offer\"\xd1\x03\n" +
+	"\x05offer\x18\x04 \x01(\fR\x05offer\x12\x1b\n" +
+	"\tnode_addr\x18\x05 \x01(\tR\bnodeAddr\"\xe8\x03\n" +
 	"\fJoinResponse\x12\x18\n" +
 	"\apending\x18\x01 \x01(\bR\apending\x12 \n" +
 	"\vfingerprint\x18\x02 \x01(\tR\vfingerprint\x12\x16\n" +
@@ -368,10 +600,16 @@ const file_hsmpool_v1_node_proto_rawDesc = "" +
 	"serverCert\x12\x1d\n" +
 	"\n" +
 	"server_key\x18\x0e \x01(\fR\tserverKey\x12\x1b\n" +
-	"\tkek_label\x18\x0f \x01(\tR\bkekLabel2\x85\x01\n" +
+	"\tkek_label\x18\x0f \x01(\tR\bkekLabel\x12\x15\n" +
+	"\x06ca_key\x18\x10 \x01(\fR\x05caKey2\x98\x03\n" +
 	"\x04Node\x129\n" +
 	"\x04Join\x12\x17.hsmpool.v1.JoinRequest\x1a\x18.hsmpool.v1.JoinResponse\x12B\n" +
-	"\aForward\x12\x1a.hsmpool.v1.ForwardRequest\x1a\x1b.hsmpool.v1.ForwardResponseB7Z5github.com/hsmpool/hsmpool/proto/hsmpool/v1;hsmpoolv1b\x06proto3"
+	"\aForward\x12\x1a.hsmpool.v1.ForwardRequest\x1a\x1b.hsmpool.v1.ForwardResponse\x12?\n" +
+	"\x06Status\x12\x1d.hsmpool.v1.NodeStatusRequest\x1a\x16.hsmpool.v1.NodeStatus\x12E\n" +
+	"\bAddVoter\x12\x1b.hsmpool.v1.AddVoterRequest\x1a\x1c.hsmpool.v1.AddVoterResponse\x12K\n" +
+	"\n" +
+	"RemoveNode\x12\x1d.hsmpool.v1.RemoveNodeRequest\x1a\x1e.hsmpool.v1.RemoveNodeResponse\x12<\n" +
+	"\x05Leave\x12\x18.hsmpool.v1.LeaveRequest\x1a\x19.hsmpool.v1.LeaveResponseB7Z5github.com/hsmpool/hsmpool/proto/hsmpool/v1;hsmpoolv1b\x06proto3"
 
 var (
 	file_hsmpool_v1_node_proto_rawDescOnce sync.Once
@@ -385,23 +623,39 @@ func file_hsmpool_v1_node_proto_rawDescGZIP() []byte {
 	return file_hsmpool_v1_node_proto_rawDescData
 }
 
-var file_hsmpool_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_hsmpool_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_hsmpool_v1_node_proto_goTypes = []any{
-	(*ForwardRequest)(nil),  // 0: hsmpool.v1.ForwardRequest
-	(*ForwardResponse)(nil), // 1: hsmpool.v1.ForwardResponse
-	(*JoinRequest)(nil),     // 2: hsmpool.v1.JoinRequest
-	(*JoinResponse)(nil),    // 3: hsmpool.v1.JoinResponse
+	(*NodeStatusRequest)(nil),  // 0: hsmpool.v1.NodeStatusRequest
+	(*AddVoterRequest)(nil),    // 1: hsmpool.v1.AddVoterRequest
+	(*AddVoterResponse)(nil),   // 2: hsmpool.v1.AddVoterResponse
+	(*LeaveRequest)(nil),       // 3: hsmpool.v1.LeaveRequest
+	(*LeaveResponse)(nil),      // 4: hsmpool.v1.LeaveResponse
+	(*ForwardRequest)(nil),     // 5: hsmpool.v1.ForwardRequest
+	(*ForwardResponse)(nil),    // 6: hsmpool.v1.ForwardResponse
+	(*JoinRequest)(nil),        // 7: hsmpool.v1.JoinRequest
+	(*JoinResponse)(nil),       // 8: hsmpool.v1.JoinResponse
+	(*RemoveNodeRequest)(nil),  // 9: hsmpool.v1.RemoveNodeRequest
+	(*NodeStatus)(nil),         // 10: hsmpool.v1.NodeStatus
+	(*RemoveNodeResponse)(nil), // 11: hsmpool.v1.RemoveNodeResponse
 }
 var file_hsmpool_v1_node_proto_depIdxs = []int32{
-	2, // 0: hsmpool.v1.Node.Join:input_type -> hsmpool.v1.JoinRequest
-	0, // 1: hsmpool.v1.Node.Forward:input_type -> hsmpool.v1.ForwardRequest
-	3, // 2: hsmpool.v1.Node.Join:output_type -> hsmpool.v1.JoinResponse
-	1, // 3: hsmpool.v1.Node.Forward:output_type -> hsmpool.v1.ForwardResponse
-	2, // [2:4] is the sub-list for method output_type
-	0, // [0:2] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	7,  // 0: hsmpool.v1.Node.Join:input_type -> hsmpool.v1.JoinRequest
+	5,  // 1: hsmpool.v1.Node.Forward:input_type -> hsmpool.v1.ForwardRequest
+	0,  // 2: hsmpool.v1.Node.Status:input_type -> hsmpool.v1.NodeStatusRequest
+	1,  // 3: hsmpool.v1.Node.AddVoter:input_type -> hsmpool.v1.AddVoterRequest
+	9,  // 4: hsmpool.v1.Node.RemoveNode:input_type -> hsmpool.v1.RemoveNodeRequest
+	3,  // 5: hsmpool.v1.Node.Leave:input_type -> hsmpool.v1.LeaveRequest
+	8,  // 6: hsmpool.v1.Node.Join:output_type -> hsmpool.v1.JoinResponse
+	6,  // 7: hsmpool.v1.Node.Forward:output_type -> hsmpool.v1.ForwardResponse
+	10, // 8: hsmpool.v1.Node.Status:output_type -> hsmpool.v1.NodeStatus
+	2,  // 9: hsmpool.v1.Node.AddVoter:output_type -> hsmpool.v1.AddVoterResponse
+	11, // 10: hsmpool.v1.Node.RemoveNode:output_type -> hsmpool.v1.RemoveNodeResponse
+	4,  // 11: hsmpool.v1.Node.Leave:output_type -> hsmpool.v1.LeaveResponse
+	6,  // [6:12] is the sub-list for method output_type
+	0,  // [0:6] is the sub-list for method input_type
+	0,  // [0:0] is the sub-list for extension type_name
+	0,  // [0:0] is the sub-list for extension extendee
+	0,  // [0:0] is the sub-list for field type_name
 }
 
 func init() { file_hsmpool_v1_node_proto_init() }
@@ -409,13 +663,14 @@ func file_hsmpool_v1_node_proto_init() {
 	if File_hsmpool_v1_node_proto != nil {
 		return
 	}
+	file_hsmpool_v1_cluster_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hsmpool_v1_node_proto_rawDesc), len(file_hsmpool_v1_node_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,8 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Node_Join_FullMethodName    = "/hsmpool.v1.Node/Join"
-	Node_Forward_FullMethodName = "/hsmpool.v1.Node/Forward"
+	Node_Join_FullMethodName       = "/hsmpool.v1.Node/Join"
+	Node_Forward_FullMethodName    = "/hsmpool.v1.Node/Forward"
+	Node_Status_FullMethodName     = "/hsmpool.v1.Node/Status"
+	Node_AddVoter_FullMethodName   = "/hsmpool.v1.Node/AddVoter"
+	Node_RemoveNode_FullMethodName = "/hsmpool.v1.Node/RemoveNode"
+	Node_Leave_FullMethodName      = "/hsmpool.v1.Node/Leave"
 )
 
 // NodeClient is the client API for Node service.
@@ -31,7 +35,9 @@ const (
 // certificates (docs/cluster.md). Join is the only method a caller without a node certificate may
 // call; every other method needs a node certificate of a pool member (mutual TLS).
 type NodeClient interface {
-	// Join admits a new node. It must reach the leader. Until the source node's security officer has
+	// Join admits a new node. Any node that holds the pool CA key admits joins: it spends the
+	// token through Raft, sends the KEK from its own HSM, and asks the leader to add the node
+	// (AddVoter). Until the source node's security officer has
 	// trusted the joiner's join key, it answers pending with the offer's fingerprint; the joiner calls
 	// again with the same request.
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
@@ -40,6 +46,19 @@ type NodeClient interface {
 	// replicated state returned for it comes back as the call's status (an hsmpool ErrorInfo in its
 	// details), so the client sees it unchanged. A node that is not the leader answers Unavailable.
 	Forward(ctx context.Context, in *ForwardRequest, opts ...grpc.CallOption) (*ForwardResponse, error)
+	// Status is the called node's own view: Raft role, term, indexes, and its HSM's health. Any
+	// member may ask (cluster status gathers it from every node).
+	Status(ctx context.Context, in *NodeStatusRequest, opts ...grpc.CallOption) (*NodeStatus, error)
+	// AddVoter adds a node that a member admitted with Join to the Raft configuration. It must
+	// reach the leader (others answer Unavailable) and returns once the change is committed.
+	AddVoter(ctx context.Context, in *AddVoterRequest, opts ...grpc.CallOption) (*AddVoterResponse, error)
+	// RemoveNode removes a node from the Raft configuration and the node map. It must reach
+	// the leader (others answer Unavailable) and returns once both are committed.
+	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
+	// Leave is "hsmpoold leave": only the node itself may call it (its own node certificate).
+	// The node removes itself through the leader, destroys the domain KEK in its own token, and
+	// stops serving.
+	Leave(ctx context.Context, in *LeaveRequest, opts ...grpc.CallOption) (*LeaveResponse, error)
 }
 
 type nodeClient struct {
@@ -70,6 +89,46 @@ func (c *nodeClient) Forward(ctx context.Context, in *ForwardRequest, opts ...gr
 	return out, nil
 }
 
+func (c *nodeClient) Status(ctx context.Context, in *NodeStatusRequest, opts ...grpc.CallOption) (*NodeStatus, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NodeStatus)
+	err := c.cc.Invoke(ctx, Node_Status_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeClient) AddVoter(ctx context.Context, in *AddVoterRequest, opts ...grpc.CallOption) (*AddVoterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddVoterResponse)
+	err := c.cc.Invoke(ctx, Node_AddVoter_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeClient) RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveNodeResponse)
+	err := c.cc.Invoke(ctx, Node_RemoveNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeClient) Leave(ctx context.Context, in *LeaveRequest, opts ...grpc.CallOption) (*LeaveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaveResponse)
+	err := c.cc.Invoke(ctx, Node_Leave_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NodeServer is the server API for Node service.
 // All implementations must embed UnimplementedNodeServer
 // for forward compatibility.
@@ -78,7 +137,9 @@ func (c *nodeClient) Forward(ctx context.Context, in *ForwardRequest, opts ...gr
 // certificates (docs/cluster.md). Join is the only method a caller without a node certificate may
 // call; every other method needs a node certificate of a pool member (mutual TLS).
 type NodeServer interface {
-	// Join admits a new node. It must reach the leader. Until the source node's security officer has
+	// Join admits a new node. Any node that holds the pool CA key admits joins: it spends the
+	// token through Raft, sends the KEK from its own HSM, and asks the leader to add the node
+	// (AddVoter). Until the source node's security officer has
 	// trusted the joiner's join key, it answers pending with the offer's fingerprint; the joiner calls
 	// again with the same request.
 	Join(context.Context, *JoinRequest) (*JoinResponse, error)
@@ -87,6 +148,19 @@ type NodeServer interface {
 	// replicated state returned for it comes back as the call's status (an hsmpool ErrorInfo in its
 	// details), so the client sees it unchanged. A node that is not the leader answers Unavailable.
 	Forward(context.Context, *ForwardRequest) (*ForwardResponse, error)
+	// Status is the called node's own view: Raft role, term, indexes, and its HSM's health. Any
+	// member may ask (cluster status gathers it from every node).
+	Status(context.Context, *NodeStatusRequest) (*NodeStatus, error)
+	// AddVoter adds a node that a member admitted with Join to the Raft configuration. It must
+	// reach the leader (others answer Unavailable) and returns once the change is committed.
+	AddVoter(context.Context, *AddVoterRequest) (*AddVoterResponse, error)
+	// RemoveNode removes a node from the Raft configuration and the node map. It must reach
+	// the leader (others answer Unavailable) and returns once both are committed.
+	RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
+	// Leave is "hsmpoold leave": only the node itself may call it (its own node certificate).
+	// The node removes itself through the leader, destroys the domain KEK in its own token, and
+	// stops serving.
+	Leave(context.Context, *LeaveRequest) (*LeaveResponse, error)
 	mustEmbedUnimplementedNodeServer()
 }
 
@@ -102,6 +176,18 @@ func (UnimplementedNodeServer) Join(context.Context, *JoinRequest) (*JoinRespons
 }
 func (UnimplementedNodeServer) Forward(context.Context, *ForwardRequest) (*ForwardResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Forward not implemented")
+}
+func (UnimplementedNodeServer) Status(context.Context, *NodeStatusRequest) (*NodeStatus, error) {
+	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedNodeServer) AddVoter(context.Context, *AddVoterRequest) (*AddVoterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddVoter not implemented")
+}
+func (UnimplementedNodeServer) RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveNode not implemented")
+}
+func (UnimplementedNodeServer) Leave(context.Context, *LeaveRequest) (*LeaveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Leave not implemented")
 }
 func (UnimplementedNodeServer) mustEmbedUnimplementedNodeServer() {}
 func (UnimplementedNodeServer) testEmbeddedByValue()              {}
@@ -160,6 +246,78 @@ func _Node_Forward_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Node_Status_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NodeStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).Status(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_Status_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).Status(ctx, req.(*NodeStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Node_AddVoter_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddVoterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).AddVoter(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_AddVoter_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).AddVoter(ctx, req.(*AddVoterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Node_RemoveNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).RemoveNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_RemoveNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).RemoveNode(ctx, req.(*RemoveNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Node_Leave_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).Leave(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_Leave_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).Leave(ctx, req.(*LeaveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Node_ServiceDesc is the grpc.ServiceDesc for Node service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -174,6 +332,22 @@ var Node_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Forward",
 			Handler:    _Node_Forward_Handler,
+		},
+		{
+			MethodName: "Status",
+			Handler:    _Node_Status_Handler,
+		},
+		{
+			MethodName: "AddVoter",
+			Handler:    _Node_AddVoter_Handler,
+		},
+		{
+			MethodName: "RemoveNode",
+			Handler:    _Node_RemoveNode_Handler,
+		},
+		{
+			MethodName: "Leave",
+			Handler:    _Node_Leave_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -49,6 +49,8 @@ type Command struct {
 	//	*Command_RestoreState
 	//	*Command_PutJoinToken
 	//	*Command_UseJoinToken
+	//	*Command_PutNode
+	//	*Command_DeleteNode
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -285,6 +287,24 @@ func (x *Command) GetUseJoinToken() *UseJoinToken {
 	return nil
 }
 
+func (x *Command) GetPutNode() *PutNode {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutNode); ok {
+			return x.PutNode
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteNode() *DeleteNode {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteNode); ok {
+			return x.DeleteNode
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -369,6 +389,14 @@ type Command_UseJoinToken struct {
 	UseJoinToken *UseJoinToken `protobuf:"bytes,29,opt,name=use_join_token,json=useJoinToken,proto3,oneof"`
 }
 
+type Command_PutNode struct {
+	PutNode *PutNode `protobuf:"bytes,30,opt,name=put_node,json=putNode,proto3,oneof"`
+}
+
+type Command_DeleteNode struct {
+	DeleteNode *DeleteNode `protobuf:"bytes,31,opt,name=delete_node,json=deleteNode,proto3,oneof"`
+}
+
 func (*Command_InitPool) isCommand_Op() {}
 
 func (*Command_Activate) isCommand_Op() {}
@@ -408,6 +436,10 @@ func (*Command_RestoreState) isCommand_Op() {}
 func (*Command_PutJoinToken) isCommand_Op() {}
 
 func (*Command_UseJoinToken) isCommand_Op() {}
+
+func (*Command_PutNode) isCommand_Op() {}
+
+func (*Command_DeleteNode) isCommand_Op() {}
 
 // InitPool is the first command of a pool: its name, tenant, settings and first administrators.
 type InitPool struct {
@@ -1978,7 +2010,10 @@ type PoolRecord struct {
 	ExchangeKeyLabel string            `protobuf:"bytes,18,opt,name=exchange_key_label,json=exchangeKeyLabel,proto3" json:"exchange_key_label,omitempty"`
 	Recovered        bool              `protobuf:"varint,19,opt,name=recovered,proto3" json:"recovered,omitempty"`
 	// join_tokens are the join tokens not yet expired, or used (docs/cluster.md, "Joining").
-	JoinTokens    []*JoinTokenRecord `protobuf:"bytes,20,rep,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
+	JoinTokens []*JoinTokenRecord `protobuf:"bytes,20,rep,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
+	// nodes are where each node of the pool serves, sorted by node ID (docs/cluster.md, "The node
+	// map"). Each node writes its own record as it starts; removing a node deletes it.
+	Nodes         []*NodeRecord `protobuf:"bytes,21,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2153,6 +2188,173 @@ func (x *PoolRecord) GetJoinTokens() []*JoinTokenRecord {
 	return nil
 }
 
+func (x *PoolRecord) GetNodes() []*NodeRecord {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+// NodeRecord says where a node serves. The Raft configuration holds only each node's Raft
+// address; the node API (which forwarding and cluster status need) and the REST URL are here.
+type NodeRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeAddr      string                 `protobuf:"bytes,2,opt,name=node_addr,json=nodeAddr,proto3" json:"node_addr,omitempty"` // host:port of the node API (gRPC, mutual TLS)
+	Url           string                 `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`                           // the node's REST API, https://host:port
+	Updated       int64                  `protobuf:"varint,4,opt,name=updated,proto3" json:"updated,omitempty"`                  // Unix seconds: the time of the command that wrote it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeRecord) Reset() {
+	*x = NodeRecord{}
+	mi := &file_hsmpool_v1_state_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeRecord) ProtoMessage() {}
+
+func (x *NodeRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_state_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeRecord.ProtoReflect.Descriptor instead.
+func (*NodeRecord) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *NodeRecord) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeRecord) GetNodeAddr() string {
+	if x != nil {
+		return x.NodeAddr
+	}
+	return ""
+}
+
+func (x *NodeRecord) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *NodeRecord) GetUpdated() int64 {
+	if x != nil {
+		return x.Updated
+	}
+	return 0
+}
+
+// PutNode adds or replaces the record of node.node_id.
+type PutNode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *NodeRecord            `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutNode) Reset() {
+	*x = PutNode{}
+	mi := &file_hsmpool_v1_state_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutNode) ProtoMessage() {}
+
+func (x *PutNode) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_state_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutNode.ProtoReflect.Descriptor instead.
+func (*PutNode) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *PutNode) GetNode() *NodeRecord {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+// DeleteNode drops the record of node_id; it is not an error when there is none.
+type DeleteNode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteNode) Reset() {
+	*x = DeleteNode{}
+	mi := &file_hsmpool_v1_state_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteNode) ProtoMessage() {}
+
+func (x *DeleteNode) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_state_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteNode.ProtoReflect.Descriptor instead.
+func (*DeleteNode) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *DeleteNode) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
 // JoinTokenRecord is one join token: only its SHA-256 is kept.
 type JoinTokenRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2165,7 +2367,7 @@ type JoinTokenRecord struct {
 
 func (x *JoinTokenRecord) Reset() {
 	*x = JoinTokenRecord{}
-	mi := &file_hsmpool_v1_state_proto_msgTypes[26]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2177,7 +2379,7 @@ func (x *JoinTokenRecord) String() string {
 func (*JoinTokenRecord) ProtoMessage() {}
 
 func (x *JoinTokenRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_state_proto_msgTypes[26]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2190,7 +2392,7 @@ func (x *JoinTokenRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenRecord.ProtoReflect.Descriptor instead.
 func (*JoinTokenRecord) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{26}
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *JoinTokenRecord) GetHash() []byte {
@@ -2225,7 +2427,7 @@ type PutJoinToken struct {
 
 func (x *PutJoinToken) Reset() {
 	*x = PutJoinToken{}
-	mi := &file_hsmpool_v1_state_proto_msgTypes[27]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2237,7 +2439,7 @@ func (x *PutJoinToken) String() string {
 func (*PutJoinToken) ProtoMessage() {}
 
 func (x *PutJoinToken) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_state_proto_msgTypes[27]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2250,7 +2452,7 @@ func (x *PutJoinToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutJoinToken.ProtoReflect.Descriptor instead.
 func (*PutJoinToken) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{27}
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PutJoinToken) GetHash() []byte {
@@ -2279,7 +2481,7 @@ type UseJoinToken struct {
 
 func (x *UseJoinToken) Reset() {
 	*x = UseJoinToken{}
-	mi := &file_hsmpool_v1_state_proto_msgTypes[28]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2291,7 +2493,7 @@ func (x *UseJoinToken) String() string {
 func (*UseJoinToken) ProtoMessage() {}
 
 func (x *UseJoinToken) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_state_proto_msgTypes[28]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2304,7 +2506,7 @@ func (x *UseJoinToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UseJoinToken.ProtoReflect.Descriptor instead.
 func (*UseJoinToken) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{28}
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UseJoinToken) GetHash() []byte {
@@ -2333,7 +2535,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_hsmpool_v1_state_proto_msgTypes[29]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2345,7 +2547,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_state_proto_msgTypes[29]
+	mi := &file_hsmpool_v1_state_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2358,7 +2560,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{29}
+	return file_hsmpool_v1_state_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *State) GetPool() *PoolRecord {
@@ -2387,7 +2589,7 @@ var File_hsmpool_v1_state_proto protoreflect.FileDescriptor
 const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"\n" +
 	"\x16hsmpool/v1/state.proto\x12\n" +
-	"hsmpool.v1\x1a\x15hsmpool/v1/keys.proto\x1a\x17hsmpool/v1/access.proto\"\x9a\v\n" +
+	"hsmpool.v1\x1a\x15hsmpool/v1/keys.proto\x1a\x17hsmpool/v1/access.proto\"\x87\f\n" +
 	"\aCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04time\x18\x02 \x01(\x03R\x04time\x123\n" +
@@ -2414,7 +2616,10 @@ const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"\x11remove_credential\x18\x1a \x01(\v2\x1c.hsmpool.v1.RemoveCredentialH\x00R\x10removeCredential\x12?\n" +
 	"\rrestore_state\x18\x1b \x01(\v2\x18.hsmpool.v1.RestoreStateH\x00R\frestoreState\x12@\n" +
 	"\x0eput_join_token\x18\x1c \x01(\v2\x18.hsmpool.v1.PutJoinTokenH\x00R\fputJoinToken\x12@\n" +
-	"\x0euse_join_token\x18\x1d \x01(\v2\x18.hsmpool.v1.UseJoinTokenH\x00R\fuseJoinTokenB\x04\n" +
+	"\x0euse_join_token\x18\x1d \x01(\v2\x18.hsmpool.v1.UseJoinTokenH\x00R\fuseJoinToken\x120\n" +
+	"\bput_node\x18\x1e \x01(\v2\x13.hsmpool.v1.PutNodeH\x00R\aputNode\x129\n" +
+	"\vdelete_node\x18\x1f \x01(\v2\x16.hsmpool.v1.DeleteNodeH\x00R\n" +
+	"deleteNodeB\x04\n" +
 	"\x02op\"\xd0\x02\n" +
 	"\bInitPool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
@@ -2541,7 +2746,7 @@ const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x122\n" +
 	"\bversions\x18\x02 \x03(\v2\x16.hsmpool.v1.KeyVersionR\bversions\x12C\n" +
 	"\x0frotation_policy\x18\x03 \x01(\v2\x1a.hsmpool.v1.RotationPolicyR\x0erotationPolicy\x120\n" +
-	"\bdeletion\x18\x04 \x01(\v2\x14.hsmpool.v1.DeletionR\bdeletion\"\xae\x06\n" +
+	"\bdeletion\x18\x04 \x01(\v2\x14.hsmpool.v1.DeletionR\bdeletion\"\xdc\x06\n" +
 	"\n" +
 	"PoolRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
@@ -2568,7 +2773,19 @@ const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"\x12exchange_key_label\x18\x12 \x01(\tR\x10exchangeKeyLabel\x12\x1c\n" +
 	"\trecovered\x18\x13 \x01(\bR\trecovered\x12<\n" +
 	"\vjoin_tokens\x18\x14 \x03(\v2\x1b.hsmpool.v1.JoinTokenRecordR\n" +
-	"joinTokens\"X\n" +
+	"joinTokens\x12,\n" +
+	"\x05nodes\x18\x15 \x03(\v2\x16.hsmpool.v1.NodeRecordR\x05nodes\"n\n" +
+	"\n" +
+	"NodeRecord\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\tnode_addr\x18\x02 \x01(\tR\bnodeAddr\x12\x10\n" +
+	"\x03url\x18\x03 \x01(\tR\x03url\x12\x18\n" +
+	"\aupdated\x18\x04 \x01(\x03R\aupdated\"5\n" +
+	"\aPutNode\x12*\n" +
+	"\x04node\x18\x01 \x01(\v2\x16.hsmpool.v1.NodeRecordR\x04node\"%\n" +
+	"\n" +
+	"DeleteNode\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"X\n" +
 	"\x0fJoinTokenRecord\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x18\n" +
 	"\aexpires\x18\x02 \x01(\x03R\aexpires\x12\x17\n" +
@@ -2596,7 +2813,7 @@ func file_hsmpool_v1_state_proto_rawDescGZIP() []byte {
 	return file_hsmpool_v1_state_proto_rawDescData
 }
 
-var file_hsmpool_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_hsmpool_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_hsmpool_v1_state_proto_goTypes = []any{
 	(*Command)(nil),              // 0: hsmpool.v1.Command
 	(*InitPool)(nil),             // 1: hsmpool.v1.InitPool
@@ -2624,20 +2841,23 @@ var file_hsmpool_v1_state_proto_goTypes = []any{
 	(*KeyVersion)(nil),           // 23: hsmpool.v1.KeyVersion
 	(*KeyRecord)(nil),            // 24: hsmpool.v1.KeyRecord
 	(*PoolRecord)(nil),           // 25: hsmpool.v1.PoolRecord
-	(*JoinTokenRecord)(nil),      // 26: hsmpool.v1.JoinTokenRecord
-	(*PutJoinToken)(nil),         // 27: hsmpool.v1.PutJoinToken
-	(*UseJoinToken)(nil),         // 28: hsmpool.v1.UseJoinToken
-	(*State)(nil),                // 29: hsmpool.v1.State
-	nil,                          // 30: hsmpool.v1.KeyVersion.TagsEntry
-	(*RoleAssignment)(nil),       // 31: hsmpool.v1.RoleAssignment
-	(*KeyOps)(nil),               // 32: hsmpool.v1.KeyOps
-	(*Tags)(nil),                 // 33: hsmpool.v1.Tags
-	(*ReleasePolicy)(nil),        // 34: hsmpool.v1.ReleasePolicy
-	(*RotationPolicy)(nil),       // 35: hsmpool.v1.RotationPolicy
-	(*RoleDefinition)(nil),       // 36: hsmpool.v1.RoleDefinition
-	(*PublicKey)(nil),            // 37: hsmpool.v1.PublicKey
-	(*KeyAttributes)(nil),        // 38: hsmpool.v1.KeyAttributes
-	(*Deletion)(nil),             // 39: hsmpool.v1.Deletion
+	(*NodeRecord)(nil),           // 26: hsmpool.v1.NodeRecord
+	(*PutNode)(nil),              // 27: hsmpool.v1.PutNode
+	(*DeleteNode)(nil),           // 28: hsmpool.v1.DeleteNode
+	(*JoinTokenRecord)(nil),      // 29: hsmpool.v1.JoinTokenRecord
+	(*PutJoinToken)(nil),         // 30: hsmpool.v1.PutJoinToken
+	(*UseJoinToken)(nil),         // 31: hsmpool.v1.UseJoinToken
+	(*State)(nil),                // 32: hsmpool.v1.State
+	nil,                          // 33: hsmpool.v1.KeyVersion.TagsEntry
+	(*RoleAssignment)(nil),       // 34: hsmpool.v1.RoleAssignment
+	(*KeyOps)(nil),               // 35: hsmpool.v1.KeyOps
+	(*Tags)(nil),                 // 36: hsmpool.v1.Tags
+	(*ReleasePolicy)(nil),        // 37: hsmpool.v1.ReleasePolicy
+	(*RotationPolicy)(nil),       // 38: hsmpool.v1.RotationPolicy
+	(*RoleDefinition)(nil),       // 39: hsmpool.v1.RoleDefinition
+	(*PublicKey)(nil),            // 40: hsmpool.v1.PublicKey
+	(*KeyAttributes)(nil),        // 41: hsmpool.v1.KeyAttributes
+	(*Deletion)(nil),             // 42: hsmpool.v1.Deletion
 }
 var file_hsmpool_v1_state_proto_depIdxs = []int32{
 	1,  // 0: hsmpool.v1.Command.init_pool:type_name -> hsmpool.v1.InitPool
@@ -2658,44 +2878,48 @@ var file_hsmpool_v1_state_proto_depIdxs = []int32{
 	16, // 15: hsmpool.v1.Command.add_credential:type_name -> hsmpool.v1.AddCredential
 	17, // 16: hsmpool.v1.Command.remove_credential:type_name -> hsmpool.v1.RemoveCredential
 	18, // 17: hsmpool.v1.Command.restore_state:type_name -> hsmpool.v1.RestoreState
-	27, // 18: hsmpool.v1.Command.put_join_token:type_name -> hsmpool.v1.PutJoinToken
-	28, // 19: hsmpool.v1.Command.use_join_token:type_name -> hsmpool.v1.UseJoinToken
-	22, // 20: hsmpool.v1.InitPool.principals:type_name -> hsmpool.v1.PrincipalRecord
-	31, // 21: hsmpool.v1.InitPool.assignments:type_name -> hsmpool.v1.RoleAssignment
-	19, // 22: hsmpool.v1.Activate.kek_check:type_name -> hsmpool.v1.KEKCheck
-	23, // 23: hsmpool.v1.PutKeyVersion.version:type_name -> hsmpool.v1.KeyVersion
-	32, // 24: hsmpool.v1.UpdateKeyVersion.key_ops:type_name -> hsmpool.v1.KeyOps
-	33, // 25: hsmpool.v1.UpdateKeyVersion.tags:type_name -> hsmpool.v1.Tags
-	34, // 26: hsmpool.v1.UpdateKeyVersion.release_policy:type_name -> hsmpool.v1.ReleasePolicy
-	24, // 27: hsmpool.v1.RestoreKey.key:type_name -> hsmpool.v1.KeyRecord
-	35, // 28: hsmpool.v1.SetRotationPolicy.policy:type_name -> hsmpool.v1.RotationPolicy
-	36, // 29: hsmpool.v1.PutRoleDefinition.definition:type_name -> hsmpool.v1.RoleDefinition
-	31, // 30: hsmpool.v1.PutRoleAssignment.assignment:type_name -> hsmpool.v1.RoleAssignment
-	22, // 31: hsmpool.v1.PutPrincipal.principal:type_name -> hsmpool.v1.PrincipalRecord
-	20, // 32: hsmpool.v1.AddCredential.secret:type_name -> hsmpool.v1.SecretRecord
-	21, // 33: hsmpool.v1.AddCredential.certificate:type_name -> hsmpool.v1.CertificateRecord
-	29, // 34: hsmpool.v1.RestoreState.state:type_name -> hsmpool.v1.State
-	20, // 35: hsmpool.v1.PrincipalRecord.secrets:type_name -> hsmpool.v1.SecretRecord
-	21, // 36: hsmpool.v1.PrincipalRecord.certificates:type_name -> hsmpool.v1.CertificateRecord
-	37, // 37: hsmpool.v1.KeyVersion.public:type_name -> hsmpool.v1.PublicKey
-	38, // 38: hsmpool.v1.KeyVersion.attributes:type_name -> hsmpool.v1.KeyAttributes
-	30, // 39: hsmpool.v1.KeyVersion.tags:type_name -> hsmpool.v1.KeyVersion.TagsEntry
-	34, // 40: hsmpool.v1.KeyVersion.release_policy:type_name -> hsmpool.v1.ReleasePolicy
-	23, // 41: hsmpool.v1.KeyRecord.versions:type_name -> hsmpool.v1.KeyVersion
-	35, // 42: hsmpool.v1.KeyRecord.rotation_policy:type_name -> hsmpool.v1.RotationPolicy
-	39, // 43: hsmpool.v1.KeyRecord.deletion:type_name -> hsmpool.v1.Deletion
-	22, // 44: hsmpool.v1.PoolRecord.principals:type_name -> hsmpool.v1.PrincipalRecord
-	19, // 45: hsmpool.v1.PoolRecord.kek_check:type_name -> hsmpool.v1.KEKCheck
-	36, // 46: hsmpool.v1.PoolRecord.role_definitions:type_name -> hsmpool.v1.RoleDefinition
-	31, // 47: hsmpool.v1.PoolRecord.role_assignments:type_name -> hsmpool.v1.RoleAssignment
-	26, // 48: hsmpool.v1.PoolRecord.join_tokens:type_name -> hsmpool.v1.JoinTokenRecord
-	25, // 49: hsmpool.v1.State.pool:type_name -> hsmpool.v1.PoolRecord
-	24, // 50: hsmpool.v1.State.keys:type_name -> hsmpool.v1.KeyRecord
-	51, // [51:51] is the sub-list for method output_type
-	51, // [51:51] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	30, // 18: hsmpool.v1.Command.put_join_token:type_name -> hsmpool.v1.PutJoinToken
+	31, // 19: hsmpool.v1.Command.use_join_token:type_name -> hsmpool.v1.UseJoinToken
+	27, // 20: hsmpool.v1.Command.put_node:type_name -> hsmpool.v1.PutNode
+	28, // 21: hsmpool.v1.Command.delete_node:type_name -> hsmpool.v1.DeleteNode
+	22, // 22: hsmpool.v1.InitPool.principals:type_name -> hsmpool.v1.PrincipalRecord
+	34, // 23: hsmpool.v1.InitPool.assignments:type_name -> hsmpool.v1.RoleAssignment
+	19, // 24: hsmpool.v1.Activate.kek_check:type_name -> hsmpool.v1.KEKCheck
+	23, // 25: hsmpool.v1.PutKeyVersion.version:type_name -> hsmpool.v1.KeyVersion
+	35, // 26: hsmpool.v1.UpdateKeyVersion.key_ops:type_name -> hsmpool.v1.KeyOps
+	36, // 27: hsmpool.v1.UpdateKeyVersion.tags:type_name -> hsmpool.v1.Tags
+	37, // 28: hsmpool.v1.UpdateKeyVersion.release_policy:type_name -> hsmpool.v1.ReleasePolicy
+	24, // 29: hsmpool.v1.RestoreKey.key:type_name -> hsmpool.v1.KeyRecord
+	38, // 30: hsmpool.v1.SetRotationPolicy.policy:type_name -> hsmpool.v1.RotationPolicy
+	39, // 31: hsmpool.v1.PutRoleDefinition.definition:type_name -> hsmpool.v1.RoleDefinition
+	34, // 32: hsmpool.v1.PutRoleAssignment.assignment:type_name -> hsmpool.v1.RoleAssignment
+	22, // 33: hsmpool.v1.PutPrincipal.principal:type_name -> hsmpool.v1.PrincipalRecord
+	20, // 34: hsmpool.v1.AddCredential.secret:type_name -> hsmpool.v1.SecretRecord
+	21, // 35: hsmpool.v1.AddCredential.certificate:type_name -> hsmpool.v1.CertificateRecord
+	32, // 36: hsmpool.v1.RestoreState.state:type_name -> hsmpool.v1.State
+	20, // 37: hsmpool.v1.PrincipalRecord.secrets:type_name -> hsmpool.v1.SecretRecord
+	21, // 38: hsmpool.v1.PrincipalRecord.certificates:type_name -> hsmpool.v1.CertificateRecord
+	40, // 39: hsmpool.v1.KeyVersion.public:type_name -> hsmpool.v1.PublicKey
+	41, // 40: hsmpool.v1.KeyVersion.attributes:type_name -> hsmpool.v1.KeyAttributes
+	33, // 41: hsmpool.v1.KeyVersion.tags:type_name -> hsmpool.v1.KeyVersion.TagsEntry
+	37, // 42: hsmpool.v1.KeyVersion.release_policy:type_name -> hsmpool.v1.ReleasePolicy
+	23, // 43: hsmpool.v1.KeyRecord.versions:type_name -> hsmpool.v1.KeyVersion
+	38, // 44: hsmpool.v1.KeyRecord.rotation_policy:type_name -> hsmpool.v1.RotationPolicy
+	42, // 45: hsmpool.v1.KeyRecord.deletion:type_name -> hsmpool.v1.Deletion
+	22, // 46: hsmpool.v1.PoolRecord.principals:type_name -> hsmpool.v1.PrincipalRecord
+	19, // 47: hsmpool.v1.PoolRecord.kek_check:type_name -> hsmpool.v1.KEKCheck
+	39, // 48: hsmpool.v1.PoolRecord.role_definitions:type_name -> hsmpool.v1.RoleDefinition
+	34, // 49: hsmpool.v1.PoolRecord.role_assignments:type_name -> hsmpool.v1.RoleAssignment
+	29, // 50: hsmpool.v1.PoolRecord.join_tokens:type_name -> hsmpool.v1.JoinTokenRecord
+	26, // 51: hsmpool.v1.PoolRecord.nodes:type_name -> hsmpool.v1.NodeRecord
+	26, // 52: hsmpool.v1.PutNode.node:type_name -> hsmpool.v1.NodeRecord
+	25, // 53: hsmpool.v1.State.pool:type_name -> hsmpool.v1.PoolRecord
+	24, // 54: hsmpool.v1.State.keys:type_name -> hsmpool.v1.KeyRecord
+	55, // [55:55] is the sub-list for method output_type
+	55, // [55:55] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_hsmpool_v1_state_proto_init() }
@@ -2726,6 +2950,8 @@ func file_hsmpool_v1_state_proto_init() {
 		(*Command_RestoreState)(nil),
 		(*Command_PutJoinToken)(nil),
 		(*Command_UseJoinToken)(nil),
+		(*Command_PutNode)(nil),
+		(*Command_DeleteNode)(nil),
 	}
 	file_hsmpool_v1_state_proto_msgTypes[4].OneofWrappers = []any{}
 	file_hsmpool_v1_state_proto_msgTypes[16].OneofWrappers = []any{
@@ -2738,7 +2964,7 @@ func file_hsmpool_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hsmpool_v1_state_proto_rawDesc), len(file_hsmpool_v1_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
