@@ -113,29 +113,21 @@ func isNetError(err error) bool {
 // runLoad prepares each operation of p and runs it with each number of clients, opts.Count times, printing each
 // run's figures on stdout as it ends. It returns an error if a run had failed requests.
 func runLoad(ctx context.Context, f *client.File, opts *loadOptions, p plan, stdout, stderr io.Writer) error {
-	scope, err := scopeFor(f.URL)
-	if err != nil {
-		return err
-	}
-	base := strings.TrimSuffix(f.URL, "/")
+	bases := nodeURLs(f, opts.URLs)
 	setupTr, err := newTransport(f.CAFile, 1, false)
 	if err != nil {
 		return err
 	}
 	defer setupTr.CloseIdleConnections()
 	setupHC := &http.Client{Transport: setupTr, Timeout: requestTimeout}
-	cred, err := newCredential(f, setupHC)
+	sources, err := newTokenSources(f, setupHC, bases)
 	if err != nil {
 		return err
 	}
-	tokens := tokenSource{cred: cred, scope: scope, pool: f.URL}
 	runTime := opts.Warmup + opts.Duration + time.Minute
-	var serverCPU func() (time.Duration, error)
-	if pid := opts.ServerPID; pid != 0 {
-		serverCPU = func() (time.Duration, error) { return processCPUOf(pid) }
-		if _, err := serverCPU(); err != nil {
-			return err
-		}
+	serverCPU, err := serverCPUOf(opts.ServerPIDs)
+	if err != nil {
+		return err
 	}
 
 	out := &printer{w: stdout, json: opts.Output == outputJSON}
@@ -144,20 +136,25 @@ func runLoad(ctx context.Context, f *client.File, opts *loadOptions, p plan, std
 		var t target
 		for i, n := range p.clients {
 			for j := range opts.Count {
-				tok, err := tokens.get(ctx, runTime)
+				toks, err := tokensFor(ctx, sources, runTime)
 				if err != nil {
 					return err
 				}
-				// Keys and checks once per operation; for create, fresh names for every run, so that no run
+				// Keys and checks once per operation; for creates, fresh names for every run, so that no run
 				// makes a new version of another's key.
-				if (i == 0 && j == 0) || op == opCreate {
-					s := &session{base: base, hc: setupHC, token: tok}
+				if (i == 0 && j == 0) || op.isCreate() {
+					s := &session{base: bases[0], hc: setupHC, token: toks[0]}
 					if t, err = s.prepare(ctx, op, newRunID()); err != nil {
 						return err
 					}
+					for k := 1; k < len(bases); k++ {
+						if err := probeNode(ctx, t, &session{base: bases[k], hc: setupHC, token: toks[k]}, replicationWait); err != nil {
+							return fmt.Errorf("%s through %s: %w", op, bases[k], err)
+						}
+					}
 				}
-				fmt.Fprintf(stderr, "hsmpool-load: %s, clients %d: warm-up %v, measuring %v\n", op, n, opts.Warmup, opts.Duration)
-				r, shown, err := runOnce(ctx, f, base, tok, t, window{clients: n, warmup: opts.Warmup, duration: opts.Duration, serverCPU: serverCPU}, opts.HTTP1)
+				fmt.Fprintf(stderr, "hsmpool-load: %s, clients %d, nodes %d: warm-up %v, measuring %v\n", op, n, len(bases), opts.Warmup, opts.Duration)
+				r, shown, err := runOnce(ctx, f, bases, toks, t, window{clients: n, warmup: opts.Warmup, duration: opts.Duration, serverCPU: serverCPU}, opts.HTTP1)
 				if err != nil {
 					return err
 				}
@@ -183,40 +180,127 @@ func runLoad(ctx context.Context, f *client.File, opts *loadOptions, p plan, std
 	return nil
 }
 
+// replicationWait bounds how long a node other than the first may answer 404 for a key made through the first:
+// it has not applied the write yet.
+const replicationWait = 10 * time.Second
+
+// probeNode checks t once through s, the session of another node than the one the keys were made through. While
+// that node does not have the key yet (404), it asks again every 50 ms, for up to wait.
+func probeNode(ctx context.Context, t target, s *session, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		err := t.probe(ctx, s)
+		var ae *answerError
+		if err == nil || !errors.As(err, &ae) || ae.Status != http.StatusNotFound || time.Now().After(deadline) {
+			return explainSetup(err)
+		}
+		sleepUntil(ctx, time.Now().Add(50*time.Millisecond))
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// newTokenSources returns a token source for each node URL in bases: the scope of each node's URL, all from the
+// client file's token endpoint.
+func newTokenSources(f *client.File, hc *http.Client, bases []string) ([]tokenSource, error) {
+	cred, err := newCredential(f, hc)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]tokenSource, len(bases))
+	for i, b := range bases {
+		scope, err := scopeFor(b)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = tokenSource{cred: cred, scope: scope, pool: b}
+	}
+	return out, nil
+}
+
+// tokensFor returns a token of each source that stays valid for at least need.
+func tokensFor(ctx context.Context, sources []tokenSource, need time.Duration) ([]string, error) {
+	out := make([]string, len(sources))
+	for i, src := range sources {
+		tok, err := src.get(ctx, need)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = tok
+	}
+	return out, nil
+}
+
+// serverCPUOf returns a function that adds up the CPU time the processes pids have used so far, after checking that
+// it can read them; nil when pids is empty.
+func serverCPUOf(pids []int) (func() (time.Duration, error), error) {
+	if len(pids) == 0 {
+		return nil, nil
+	}
+	f := func() (time.Duration, error) {
+		var sum time.Duration
+		for _, pid := range pids {
+			d, err := processCPUOf(pid)
+			if err != nil {
+				return 0, err
+			}
+			sum += d
+		}
+		return sum, nil
+	}
+	if _, err := f(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
 // runOnce runs t with w.clients clients on a transport of its own, so that every run starts without connections.
-// It returns the run's figures and the first failed requests' errors.
+// Client i sends to bases[i mod len(bases)] with tokens[i mod len(bases)]. It returns the run's figures and the
+// first failed requests' errors.
 //
 // The tool shares the machine with the server it measures, so the CPU it spends per request is taken from the
 // server: each client reuses one request, body reader and answer buffer (net/http lets a request be sent again once
 // its answer's body is closed), sends it with the transport's RoundTrip (no redirects to follow, no cookies), and
 // checks the answer without decoding it.
-func runOnce(ctx context.Context, f *client.File, base, token string, t target, w window, http1 bool) (result, []error, error) {
+func runOnce(ctx context.Context, f *client.File, bases, tokens []string, t target, w window, http1 bool) (result, []error, error) {
+	if len(bases) == 0 || len(tokens) != len(bases) {
+		return result{}, nil, fmt.Errorf("%d node URLs and %d tokens", len(bases), len(tokens))
+	}
 	tr, err := newTransport(f.CAFile, w.clients, http1)
 	if err != nil {
 		return result{}, nil, err
 	}
 	defer tr.CloseIdleConnections()
 	tr.ResponseHeaderTimeout = requestTimeout // in place of http.Client's Timeout, which copies every request
-	auth := []string{"Bearer " + token}
+	auths := make([][]string, len(tokens))
+	for i, tok := range tokens {
+		auths[i] = []string{"Bearer " + tok}
+	}
 	contentType := []string{"application/json"}
 	type client struct {
+		base string
+		auth []string
 		path string
 		req  *http.Request
 		body bytes.Reader
 		buf  bytes.Buffer
 	}
 	clients := make([]client, w.clients)
+	for i := range clients {
+		clients[i].base, clients[i].auth = bases[i%len(bases)], auths[i%len(bases)]
+	}
 	var proto string // written by client 0 only, read after measure returns
 
 	do := func(ctx context.Context, worker, seq int) error {
 		c := &clients[worker]
 		c.body.Reset(t.body)
 		if path := t.path(worker, seq); c.req == nil || path != c.path {
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, &c.body)
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, &c.body)
 			if err != nil {
 				return err
 			}
-			req.Header["Authorization"] = auth
+			req.Header["Authorization"] = c.auth
 			req.Header["Content-Type"] = contentType
 			c.path, c.req = path, req
 		}
@@ -249,7 +333,7 @@ func runOnce(ctx context.Context, f *client.File, base, token string, t target, 
 		return result{}, nil, s.serverErr
 	}
 	r := summarize(s)
-	r.Op, r.Clients, r.Protocol = t.op.String(), w.clients, proto
+	r.Op, r.Clients, r.Nodes, r.Protocol = t.op.String(), w.clients, min(len(bases), w.clients), proto
 	return r, s.shown, nil
 }
 

@@ -46,7 +46,17 @@ func TestValidate(t *testing.T) {
 		{name: "no warmup", edit: func(o *loadOptions) { o.Ops = []string{"create"}; o.Warmup = 0 }, wantOps: []opKind{opCreate}},
 		{name: "zero count", edit: func(o *loadOptions) { o.Ops = []string{"create"}; o.Count = 0 }, wantErr: "--count 0"},
 		{name: "bad output", edit: func(o *loadOptions) { o.Ops = []string{"create"}; o.Output = "yaml" }, wantErr: `-o "yaml"`},
-		{name: "bad server pid", edit: func(o *loadOptions) { o.Ops = []string{"create"}; o.ServerPID = -1 }, wantErr: "--server-pid -1"},
+		{name: "bad server pid", edit: func(o *loadOptions) { o.Ops = []string{"create"}; o.ServerPIDs = []int{12, -1} }, wantErr: "--server-pid -1"},
+		{name: "aes creates", edit: func(o *loadOptions) { o.Ops = []string{"create-aes256"} }, wantOps: []opKind{opCreateAES256}},
+		{name: "three nodes", edit: func(o *loadOptions) {
+			o.Ops = []string{"create-aes256"}
+			o.URLs = []string{"https://contoso.managedhsm.localhost:8543", "https://contoso.managedhsm.localhost:8553/", "https://contoso.managedhsm.localhost:8563"}
+		}, wantOps: []opKind{opCreateAES256}},
+		{name: "a node twice", edit: func(o *loadOptions) {
+			o.Ops = []string{"create"}
+			o.URLs = []string{"https://contoso.managedhsm.localhost:8543", "https://contoso.managedhsm.localhost:8543/"}
+		}, wantErr: "given twice"},
+		{name: "a node by IP", edit: func(o *loadOptions) { o.Ops = []string{"create"}; o.URLs = []string{"https://127.0.0.1:8543"} }, wantErr: "--url: pool URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -81,7 +91,8 @@ func TestFlags(t *testing.T) {
 	o := defaultLoadOptions()
 	cmd := newRootCmd(o, io.Discard)
 	cmd.SetArgs([]string{"--op", "sign-p256,create", "--op", "sign-rsa2048", "--clients", "1,4", "--clients", "16",
-		"--duration", "3s", "--warmup", "0s", "--http1", "-o", "json"})
+		"--duration", "3s", "--warmup", "0s", "--http1", "-o", "json", "--url", "https://a.managedhsm.localhost:1",
+		"--url", "https://a.managedhsm.localhost:2", "--server-pid", "10", "--server-pid", "11,12"})
 	cmd.RunE = func(*cobra.Command, []string) error { return nil }
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
@@ -89,7 +100,9 @@ func TestFlags(t *testing.T) {
 	want := loadOptions{Ops: []string{"sign-p256", "create", "sign-rsa2048"}, Clients: []int{1, 4, 16}, Duration: 3 * time.Second,
 		Count: 1, HTTP1: true, Output: "json"}
 	if !slices.Equal(o.Ops, want.Ops) || !slices.Equal(o.Clients, want.Clients) || o.Duration != want.Duration ||
-		o.Warmup != 0 || o.Count != 1 || !o.HTTP1 || o.Output != "json" {
+		o.Warmup != 0 || o.Count != 1 || !o.HTTP1 || o.Output != "json" ||
+		!slices.Equal(o.URLs, []string{"https://a.managedhsm.localhost:1", "https://a.managedhsm.localhost:2"}) ||
+		!slices.Equal(o.ServerPIDs, []int{10, 11, 12}) {
 		t.Errorf("options = %+v, want %+v", *o, want)
 	}
 }
@@ -106,7 +119,7 @@ func TestNoClientFile(t *testing.T) {
 }
 
 func TestOpNames(t *testing.T) {
-	for op := opSignP256; op <= opCreate; op++ {
+	for op := opSignP256; op <= opCreateAES256; op++ {
 		got, err := parseOp(op.String())
 		if err != nil || got != op {
 			t.Errorf("parseOp(%q) = %v, %v; want %v", op.String(), got, err, op)
@@ -340,11 +353,11 @@ func TestRunOnce(t *testing.T) {
 		failNext.Store(true)
 		emptyNext.Store(true)
 		w := window{clients: 2, warmup: 0, duration: 300 * time.Millisecond}
-		r, shown, err := runOnce(context.Background(), f, srv.URL, "tok", tgt, w, tc.http1)
+		r, shown, err := runOnce(context.Background(), f, []string{srv.URL}, []string{"tok"}, tgt, w, tc.http1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Protocol != tc.wantProto || r.Ops == 0 || r.Errors != 2 || len(shown) != 2 || r.Op != "sign-p256" || r.Clients != 2 {
+		if r.Protocol != tc.wantProto || r.Ops == 0 || r.Errors != 2 || len(shown) != 2 || r.Op != "sign-p256" || r.Clients != 2 || r.Nodes != 1 {
 			t.Errorf("http1=%v: result %+v, shown %v", tc.http1, r, shown)
 		}
 		var msgs []string

@@ -132,8 +132,10 @@ func sleepUntil(ctx context.Context, t time.Time) {
 
 // result is one run's figures, as -o json prints them.
 type result struct {
-	Op       string  `json:"op"`
-	Clients  int     `json:"clients"`
+	Op      string `json:"op"`
+	Clients int    `json:"clients"`
+	// Nodes is how many of the pool's nodes the clients sent to.
+	Nodes    int     `json:"nodes"`
 	Protocol string  `json:"protocol"`
 	Seconds  float64 `json:"seconds"`
 	Ops      int     `json:"ops"`

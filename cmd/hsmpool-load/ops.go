@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // apiVersion is the api-version every request carries: the newest stable one.
@@ -33,6 +34,7 @@ const (
 	opSignRSA2048
 	opEncryptAES256GCM
 	opCreate
+	opCreateAES256
 )
 
 // opNames are the --op names, indexed by opKind.
@@ -42,6 +44,7 @@ var opNames = []string{
 	opSignRSA2048:      "sign-rsa2048",
 	opEncryptAES256GCM: "encrypt-aes256gcm",
 	opCreate:           "create",
+	opCreateAES256:     "create-aes256",
 }
 
 func (o opKind) String() string {
@@ -87,7 +90,12 @@ var specs = []opSpec{
 	opEncryptAES256GCM: {key: "load-aes256", action: "encrypt", alg: "A256GCM", size: 4096,
 		create: createParams{Kty: "oct-HSM", KeySize: 256, KeyOps: []string{"encrypt", "decrypt"}}},
 	opCreate: {key: "load-c", action: "create", create: createParams{Kty: "EC-HSM", Crv: "P-256"}},
+	// AES-256, as OpenBao transit's default key type (aes256-gcm96), for comparing replicated creates.
+	opCreateAES256: {key: "load-ca", action: "create", create: createParams{Kty: "oct-HSM", KeySize: 256}},
 }
+
+// isCreate reports whether op makes a new key with every request.
+func (o opKind) isCreate() bool { return o == opCreate || o == opCreateAES256 }
 
 // keyOpParams is the body of sign, encrypt and decrypt; keyOpResult is their answer.
 type keyOpParams struct {
@@ -126,6 +134,9 @@ type target struct {
 	// field names the string member every good answer has, not empty: the signature or ciphertext ("value"), or
 	// the new key's "kid".
 	field string
+	// probe sends one request of the operation through s and checks its answer: the signature verifies, the
+	// ciphertext decrypts, the new key has the key type asked for.
+	probe func(ctx context.Context, s *session) error
 }
 
 // session sends single requests to a pool, for setup and checks.
@@ -195,25 +206,36 @@ func stripQuery(path string) string {
 }
 
 // prepare makes what op needs (its key, if the pool lacks it), checks one answer of it, and returns its target.
-// runID makes the names of the keys opCreate makes unique.
+// runID makes the names of the keys a create operation makes unique.
 func (s *session) prepare(ctx context.Context, op opKind, runID string) (target, error) {
 	spec := specs[op]
-	if op == opCreate {
-		var bundle struct{ Key jwk }
-		if err := s.call(ctx, http.MethodPost, keyPath(spec.key+"-"+runID+"-check", "create"), spec.create, &bundle); err != nil {
-			return target{}, explainSetup(err)
-		}
-		if bundle.Key.Kty != "EC-HSM" || bundle.Key.Crv != "P-256" {
-			return target{}, fmt.Errorf("create: the pool made a key of kty %q, crv %q; want EC-HSM P-256", bundle.Key.Kty, bundle.Key.Crv)
-		}
+	if op.isCreate() {
 		body, err := json.Marshal(spec.create)
 		if err != nil {
 			return target{}, err
 		}
 		prefix := spec.key + "-" + runID + "-"
-		return target{op: op, body: body, field: "kid", path: func(worker, seq int) string {
-			return keyPath(prefix+strconv.Itoa(worker)+"-"+strconv.Itoa(seq), "create")
-		}}, nil
+		var checks atomic.Int64
+		t := target{op: op, body: body, field: "kid",
+			path: func(worker, seq int) string {
+				return keyPath(prefix+strconv.Itoa(worker)+"-"+strconv.Itoa(seq), "create")
+			},
+			probe: func(ctx context.Context, s *session) error {
+				var bundle struct{ Key jwk }
+				name := prefix + "check-" + strconv.FormatInt(checks.Add(1), 10)
+				if err := s.call(ctx, http.MethodPost, keyPath(name, "create"), spec.create, &bundle); err != nil {
+					return err
+				}
+				if bundle.Key.Kty != spec.create.Kty || bundle.Key.Crv != spec.create.Crv {
+					return fmt.Errorf("%s: the pool made a key of kty %q, crv %q; want kty %q, crv %q",
+						op, bundle.Key.Kty, bundle.Key.Crv, spec.create.Kty, spec.create.Crv)
+				}
+				return nil
+			}}
+		if err := t.probe(ctx, s); err != nil {
+			return target{}, explainSetup(err)
+		}
+		return t, nil
 	}
 
 	key, err := s.ensureKey(ctx, spec)
@@ -225,18 +247,24 @@ func (s *session) prepare(ctx context.Context, op opKind, runID string) (target,
 	_, _ = rand.Read(value)
 	params := keyOpParams{Alg: spec.alg, Value: b64.EncodeToString(value)}
 	path := keyPath(spec.key, version, spec.action)
-	var res keyOpResult
-	if err := s.call(ctx, http.MethodPost, path, params, &res); err != nil {
-		return target{}, explainSetup(err)
+	probe := func(ctx context.Context, s *session) error {
+		var res keyOpResult
+		if err := s.call(ctx, http.MethodPost, path, params, &res); err != nil {
+			return err
+		}
+		if err := s.check(ctx, spec, key, version, value, res); err != nil {
+			return fmt.Errorf("%s: the pool's answer is wrong: %w", op, err)
+		}
+		return nil
 	}
-	if err := s.check(ctx, spec, key, version, value, res); err != nil {
-		return target{}, fmt.Errorf("%s: the pool's answer is wrong: %w", op, err)
+	if err := probe(ctx, s); err != nil {
+		return target{}, explainSetup(err)
 	}
 	body, err := json.Marshal(params)
 	if err != nil {
 		return target{}, err
 	}
-	return target{op: op, body: body, field: "value", path: func(int, int) string { return path }}, nil
+	return target{op: op, body: body, field: "value", path: func(int, int) string { return path }, probe: probe}, nil
 }
 
 // ensureKey returns the public part of spec's key, making the key if the pool has none of that name.

@@ -26,6 +26,9 @@ const maxClients = 1024
 type loadOptions struct {
 	// ClientFile is the client file; empty means $HSMPOOL_CLIENT_FILE.
 	ClientFile string
+	// URLs are the data-plane URLs of the pool's nodes that the clients send to, client i to URLs[i mod len]; empty
+	// means the client file's URL.
+	URLs []string
 	// Ops are the operations to measure, each a name of opNames.
 	Ops []string
 	// Clients are the numbers of concurrent clients to measure each operation with.
@@ -41,8 +44,9 @@ type loadOptions struct {
 	HTTP1 bool
 	// Output is outputTable or outputJSON.
 	Output string
-	// ServerPID, if not 0, is the process ID of the pool's hsmpoold on this machine, whose CPU time each run reads.
-	ServerPID int
+	// ServerPIDs are the process IDs of the pool's hsmpoold processes on this machine, whose CPU time each run
+	// reads and adds up; empty: none.
+	ServerPIDs []int
 }
 
 // defaultLoadOptions returns the defaults of the flags.
@@ -93,8 +97,14 @@ func (o *loadOptions) validate() (plan, error) {
 		return p, fmt.Errorf("--count %d: want 1 or more", o.Count)
 	case o.Output != outputTable && o.Output != outputJSON:
 		return p, fmt.Errorf("-o %q: want table or json", o.Output)
-	case o.ServerPID < 0:
-		return p, fmt.Errorf("--server-pid %d: want a process ID", o.ServerPID)
+	}
+	for _, pid := range o.ServerPIDs {
+		if pid <= 0 {
+			return p, fmt.Errorf("--server-pid %d: want a process ID", pid)
+		}
+	}
+	if err := checkURLs(o.URLs); err != nil {
+		return p, err
 	}
 	return p, nil
 }
@@ -102,7 +112,7 @@ func (o *loadOptions) validate() (plan, error) {
 // newRootCmd builds the hsmpool-load command tree; progress and request errors go to stderr.
 func newRootCmd(opts *loadOptions, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "hsmpool-load --op OP[,OP...] [--clients N[,N...]] [--duration 10s] [--warmup 2s] [--count 1] [--http1] [-o table|json]",
+		Use:   "hsmpool-load --op OP[,OP...] [--clients N[,N...]] [--url URL...] [--duration 10s] [--warmup 2s] [--count 1] [--http1] [-o table|json]",
 		Short: "Measure a pool's REST API under load: throughput and latency percentiles",
 		Long: `hsmpool-load drives a pool's REST API with concurrent clients and reports, for each
 operation and number of clients, the operations per second and the p50, p99 and p99.9
@@ -114,6 +124,7 @@ Operations (--op, comma-separated for several):
   sign-rsa2048        POST /keys/load-rsa2048/VERSION/sign, RS256 over a 32-byte digest
   encrypt-aes256gcm   POST /keys/load-aes256/VERSION/encrypt, A256GCM of 4 KiB
   create              POST /keys/load-c-RUN-CLIENT-SEQ/create, an EC-HSM P-256 key with a new name each time
+  create-aes256       POST /keys/load-ca-RUN-CLIENT-SEQ/create, an oct-HSM AES-256 key with a new name each time
 
 Before measuring, it makes the keys it needs if the pool lacks them (names start with
 "load-"), checks one answer of each operation (a signature against the key's public
@@ -123,12 +134,20 @@ its security domain first.
 
 Each client is a closed loop: it sends its next request when the last is answered.
 Clients share one HTTP/2 connection unless --http1 gives each its own HTTP/1.1
-keep-alive connection. Each run warms up for --warmup, then measures for --duration;
+keep-alive connection.
+
+With --url given several times, the clients are spread over those nodes of one pool in
+turn (client i sends to the i-th URL, modulo their number), each with an access token for
+that node's URL from the client file's token endpoint. The keys are made through the first
+URL, and each operation is checked once on every node before it is measured. Without
+--url, every client sends to the client file's URL.
+
+Each run warms up for --warmup, then measures for --duration;
 --count repeats each run. With -o json each run is one JSON object on a line of its own.
 
 The load generator's own CPU use is reported (CLI-CPU, in cores): on a small machine it
-competes with the pool. With --server-pid, the pool's CPU use is read from /proc too
-(SRV-CPU in cores, SRV-µs/OP per request): on a machine shared with other work, CPU
+competes with the pool. With --server-pid (once per hsmpoold process), the pool's CPU use
+is read from /proc too, added up over the processes (SRV-CPU in cores, SRV-µs/OP per request): on a machine shared with other work, CPU
 time per request is the figure that the other work disturbs least.
 
 Failed requests are counted and the first few printed on stderr; if any run had one,
@@ -141,6 +160,11 @@ hsmpool-load exits with status 1 after printing every run.`,
 
   # Every operation, HTTP/1.1, as JSON lines.
   hsmpool-load --op sign-p256,sign-rsa2048,encrypt-aes256gcm,create --clients 4 --http1 -o json
+
+  # Key creation through all three nodes of a local cluster (make cluster), 16 clients.
+  hsmpool-load --client-file .cluster/node1/client.json --op create-aes256 --clients 16 \
+      --url https://contoso.managedhsm.localhost:8443 --url https://contoso.managedhsm.localhost:8453 \
+      --url https://contoso.managedhsm.localhost:8463
 
   # Activate a fresh dev pool first, with three officers' certificates.
   hsmpool-load activate --cert alice.cer --cert bob.cer --cert carol.cer --sd-out sd.json`,
@@ -162,6 +186,7 @@ hsmpool-load exits with status 1 after printing every run.`,
 	cmd.CompletionOptions.DisableDefaultCmd = true
 	fl := cmd.Flags()
 	fl.StringVar(&opts.ClientFile, "client-file", opts.ClientFile, "client file of the pool (default $"+client.EnvFile+")")
+	fl.StringArrayVar(&opts.URLs, "url", opts.URLs, "URL of a node of the pool to send to; repeat it to spread the clients over several nodes (default: the client file's)")
 	fl.StringSliceVar(&opts.Ops, "op", opts.Ops, "operations to measure: "+strings.Join(opNames[1:], ", "))
 	fl.IntSliceVar(&opts.Clients, "clients", opts.Clients, "numbers of concurrent clients, each measured in turn")
 	fl.DurationVar(&opts.Duration, "duration", opts.Duration, "how long each run measures")
@@ -169,9 +194,11 @@ hsmpool-load exits with status 1 after printing every run.`,
 	fl.IntVar(&opts.Count, "count", opts.Count, "how many times to repeat each run")
 	fl.BoolVar(&opts.HTTP1, "http1", opts.HTTP1, "use HTTP/1.1, one keep-alive connection per client, instead of HTTP/2")
 	fl.StringVarP(&opts.Output, "output", "o", opts.Output, "output format: table or json (one object per run and line)")
-	fl.IntVar(&opts.ServerPID, "server-pid", opts.ServerPID, "process ID of hsmpoold on this machine, to report its CPU time per request (Linux)")
+	fl.IntSliceVar(&opts.ServerPIDs, "server-pid", opts.ServerPIDs, "process ID of hsmpoold on this machine, to report its CPU time per request (Linux); repeat it for several nodes")
 	cmd.AddCommand(
 		newActivateCmd(&activateOptions{Quorum: 2}),
+		newFailoverCmd(defaultFailoverOptions(), stderr),
+		newCatchupCmd(defaultCatchupOptions(), stderr),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version of hsmpool-load",
@@ -196,4 +223,32 @@ func loadClientFile(path string) (*client.File, error) {
 			`"hsmpoold dev" writes one as DATA_DIR/client.json`)
 	}
 	return f, err
+}
+
+// checkURLs checks the nodes' URLs of --url: each the https URL of a pool, NAME.managedhsm.SUFFIX[:PORT], none twice.
+func checkURLs(urls []string) error {
+	seen := make(map[string]bool, len(urls))
+	for _, u := range urls {
+		if _, err := scopeFor(u); err != nil {
+			return fmt.Errorf("--url: %w", err)
+		}
+		k := strings.TrimSuffix(u, "/")
+		if seen[k] {
+			return fmt.Errorf("--url %s: given twice", u)
+		}
+		seen[k] = true
+	}
+	return nil
+}
+
+// nodeURLs returns the URLs of urls without a trailing slash, or the client file's URL when urls is empty.
+func nodeURLs(f *client.File, urls []string) []string {
+	if len(urls) == 0 {
+		return []string{strings.TrimSuffix(f.URL, "/")}
+	}
+	out := make([]string, len(urls))
+	for i, u := range urls {
+		out[i] = strings.TrimSuffix(u, "/")
+	}
+	return out
 }
