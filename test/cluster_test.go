@@ -209,7 +209,7 @@ func TestJoinSecondNode(t *testing.T) {
 	flags, env := newToken(t, dir2, "node2")
 	p2 := &testPool{t: t, dir: dir2, listen: freeListen(t), env: env}
 	p2.args = append([]string{"init", "--join", cfg1.Raft.NodeAddr, "--join-token-file", tokenFile, "--data-dir", dir2,
-		"--listen", p2.listen, "--raft-addr", raftAddrOf(p2.listen)}, flags...)
+		"--listen", p2.listen, "--raft-addr", raftAddrOf(p2.listen), "--node-addr", freePort(t)}, flags...)
 	p2.clientPath = filepath.Join(t.TempDir(), "client2.json")
 	writeClientFor(t, filepath.Join(p1.dir, "client.json"), p2.clientPath, p2.listen)
 
@@ -271,7 +271,7 @@ func TestJoinSecondNode(t *testing.T) {
 	flags3, env3 := newToken(t, dir3, "node3")
 	l3 := freeListen(t)
 	cmd := exec.Command(hsmpooldBinary(t), append([]string{"init", "--join", cfg1.Raft.NodeAddr, "--join-token-file", tokenFile,
-		"--data-dir", dir3, "--listen", l3, "--raft-addr", raftAddrOf(l3), "--join-timeout", "30s"}, flags3...)...)
+		"--data-dir", dir3, "--listen", l3, "--raft-addr", raftAddrOf(l3), "--node-addr", freePort(t), "--join-timeout", "30s"}, flags3...)...)
 	cmd.Env = append(os.Environ(), env3...)
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "used by another node") {

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -29,6 +30,10 @@ type devOptions struct {
 	Recovery bool
 	// NodeAddr is the host:port of the node API, which joining nodes call; empty: none.
 	NodeAddr string
+	// Join is the node API of a member of the pool this node joins (with JoinTokenFile);
+	// RaftAddr and NodeID go with it.
+	Join, JoinTokenFile, RaftAddr, NodeID string
+	JoinTimeout                           time.Duration
 }
 
 // defaultDevOptions returns the defaults of "hsmpoold dev".
@@ -50,10 +55,22 @@ func (o *devOptions) validate() error {
 	if err := daemon.CheckName(o.Name); err != nil {
 		return fmt.Errorf("--name %w", err)
 	}
-	if o.NodeAddr != "" {
-		if _, port, err := net.SplitHostPort(o.NodeAddr); err != nil || port == "" || port == "0" {
-			return fmt.Errorf("--node-addr %q: want host:port with a fixed port", o.NodeAddr)
+	for _, a := range []struct{ flag, v string }{{"--node-addr", o.NodeAddr}, {"--raft-addr", o.RaftAddr}, {"--join", o.Join}} {
+		if a.v == "" {
+			continue
 		}
+		if _, port, err := net.SplitHostPort(a.v); err != nil || port == "" || port == "0" {
+			return fmt.Errorf("%s %q: want host:port with a fixed port", a.flag, a.v)
+		}
+	}
+	if (o.Join == "") != (o.JoinTokenFile == "") {
+		return errors.New("--join and --join-token-file go together")
+	}
+	if o.Join == "" && (o.RaftAddr != "" || o.NodeID != "") {
+		return errors.New("--raft-addr and --node-id apply to a node that joins (--join)")
+	}
+	if o.Join != "" && o.Recovery {
+		return errors.New("--recovery does not apply to a node that joins (--join): it receives the pool's KEK")
 	}
 	return nil
 }
@@ -61,7 +78,7 @@ func (o *devOptions) validate() error {
 // newDevCmd builds "hsmpoold dev".
 func newDevCmd(opts *devOptions) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "dev --data-dir DIR [--listen HOST:PORT] [--name NAME]",
+		Use:   "dev --data-dir DIR [--listen HOST:PORT] [--name NAME] [--node-addr HOST:PORT | --join NODE_ADDR --join-token-file F]",
 		Short: "Run the embedded default: a single-node development pool on SoftHSM2",
 		Long: `dev runs the embedded default, a single-node pool that needs nothing but SoftHSM2.
 On first use it creates in --data-dir a SoftHSM2 configuration and token, a self-signed CA
@@ -76,6 +93,14 @@ With --recovery the new pool is made in recovery mode: instead of downloading a 
 domain, the officers upload a restore blob of an existing one (hsmpool sd exchange-key, then
 hsmpool sd upload), which gives it that domain's KEK.
 
+With --node-addr the pool can grow: the node serves the node API there and runs Raft over
+mutual TLS. Another dev node joins it with --join NODE_ADDR --join-token-file F (a token from
+"hsmpool cluster join-token"): it makes its own SoftHSM2 token in its --data-dir (SO PIN in
+DIR/softhsm/so.pin), prints the fingerprint and the trust-join-key command to run on the node
+it contacted, waits for that, and serves. Its Raft transport defaults to the --listen port + 1,
+its node API to port + 2, its ID to node-PORT. Started again with the same --data-dir it just
+serves.
+
 SIGINT or SIGTERM stops it gracefully.`,
 		Example: `  # Start a pool named contoso on https://127.0.0.1:8443 with its data in ./.data.
   hsmpoold dev --data-dir .data
@@ -84,7 +109,12 @@ SIGINT or SIGTERM stops it gracefully.`,
   hsmpoold dev --data-dir /tmp/fabrikam --name fabrikam --listen 127.0.0.1:9443
 
   # A pool that takes over the security domain of another one.
-  hsmpoold dev --data-dir /tmp/recovered --recovery --listen 127.0.0.1:9443`,
+  hsmpoold dev --data-dir /tmp/recovered --recovery --listen 127.0.0.1:9443
+
+  # A pool of three: node 1 with a node API, two more join it.
+  hsmpoold dev --data-dir /tmp/n1 --listen 127.0.0.1:8443 --node-addr 127.0.0.1:8445
+  hsmpool cluster join-token > join.token    # after the security domain download
+  hsmpoold dev --data-dir /tmp/n2 --listen 127.0.0.1:9443 --join 127.0.0.1:8445 --join-token-file join.token`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := opts.validate(); err != nil {
@@ -93,12 +123,28 @@ SIGINT or SIGTERM stops it gracefully.`,
 			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			log := newLogger(c.ErrOrStderr(), "info")
-			cfg, created, err := daemon.DevConfig(ctx, daemon.DevOptions{DataDir: opts.DataDir, Listen: opts.Listen, Name: opts.Name, Recovery: opts.Recovery, NodeAddr: opts.NodeAddr}, log)
+			var cfg daemon.Config
+			var created bool
+			var err error
+			if opts.Join != "" {
+				cfg, created, err = daemon.DevJoin(ctx, daemon.DevJoinOptions{DataDir: opts.DataDir, Listen: opts.Listen,
+					Join: opts.Join, TokenFile: opts.JoinTokenFile, RaftAddr: opts.RaftAddr, NodeAddr: opts.NodeAddr, NodeID: opts.NodeID,
+					Timeout: opts.JoinTimeout, Pending: pendingHint(c.ErrOrStderr(), "--so-pin-file DIR/softhsm/so.pin")})
+				if err == nil && created {
+					fmt.Fprintf(c.ErrOrStderr(), "hsmpoold: node %s joined pool %q; configuration in %s\n", cfg.Raft.NodeID, cfg.Name, filepath.Join(cfg.DataDir, daemon.ConfigFile))
+				}
+			} else {
+				cfg, created, err = daemon.DevConfig(ctx, daemon.DevOptions{DataDir: opts.DataDir, Listen: opts.Listen, Name: opts.Name, Recovery: opts.Recovery, NodeAddr: opts.NodeAddr}, log)
+			}
 			if err != nil {
 				return err
 			}
 			return daemon.Run(ctx, cfg, newLogger(c.ErrOrStderr(), cfg.LogLevel), func(r daemon.Ready) {
-				printDev(c.OutOrStdout(), cfg, r, created)
+				verb := map[bool]string{true: "created", false: "resumed"}[created]
+				if created && opts.Join != "" {
+					verb = "joined"
+				}
+				printDev(c.OutOrStdout(), cfg, r, verb)
 			})
 		},
 	}
@@ -106,17 +152,21 @@ SIGINT or SIGTERM stops it gracefully.`,
 	f.StringVar(&opts.DataDir, "data-dir", opts.DataDir, "directory for the pool's data, created 0700 if missing (required)")
 	f.StringVar(&opts.Listen, "listen", opts.Listen, "host:port of the HTTPS listener")
 	f.StringVar(&opts.Name, "name", opts.Name, "pool name, served as https://NAME.managedhsm.localhost")
-	f.StringVar(&opts.NodeAddr, "node-addr", "", "host:port of the node API that joining nodes call; with it Raft runs over mutual TLS (only when the pool is created)")
+	f.StringVar(&opts.NodeAddr, "node-addr", "", "host:port of the node API that other nodes call; with it Raft runs over mutual TLS (only when the pool is created or joined; with --join default: --listen port + 2)")
+	f.StringVar(&opts.Join, "join", "", "join the pool whose member serves the node API at host:port, instead of creating a pool (only when DIR holds no node yet)")
+	f.StringVar(&opts.JoinTokenFile, "join-token-file", "", "file holding the join token (hsmpool cluster join-token), with --join")
+	f.StringVar(&opts.RaftAddr, "raft-addr", "", "host:port of this node's Raft transport, with --join (default: --listen port + 1)")
+	f.StringVar(&opts.NodeID, "node-id", "", "this node's ID, with --join (default: node-PORT, PORT of --listen)")
+	f.DurationVar(&opts.JoinTimeout, "join-timeout", 15*time.Minute, "how long --join waits, including for the source node's security officer")
 	f.BoolVar(&opts.Recovery, "recovery", false, "create the pool in recovery mode: it is activated by uploading a restore blob of an existing security domain (ignored when resuming)")
 	return cmd
 }
 
-func printDev(w io.Writer, cfg daemon.Config, r daemon.Ready, created bool) {
-	verb := "resumed"
-	if created {
-		verb = "created"
-	}
+func printDev(w io.Writer, cfg daemon.Config, r daemon.Ready, verb string) {
 	client := filepath.Join(cfg.DataDir, "client.json")
+	if _, err := os.Stat(client); err != nil {
+		client = "the client.json of the node that made the pool"
+	}
 	fmt.Fprintf(w, `hsmpool dev pool %q %s, serving on %s
   URL:          %s   (also https://%s with challenge-resource verification off)
   CA:           %s

@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+
+	"github.com/hsmpool/hsmpool/internal/daemon"
 )
 
 // version is set at build time with -ldflags "-X main.version=..." (see the Makefile).
@@ -26,6 +28,7 @@ func main() {
 // run executes the command line args and returns the process exit code. Data goes to stdout; diagnostics go to stderr
 // with the "hsmpoold:" prefix.
 func run(args []string, stdout, stderr io.Writer) int {
+	daemon.Version = version
 	cmd := newRootCmd(&rootOptions{version: version})
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)

@@ -39,6 +39,7 @@ data directory, for development. It is what "make run" starts.`,
 		newInitCmd(),
 		newServeCmd(),
 		newTrustJoinKeyCmd(),
+		newLeaveCmd(),
 	)
 	return cmd
 }

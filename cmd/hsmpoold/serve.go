@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -76,18 +78,20 @@ With --recovery it is made in recovery mode instead: init generates an exchange 
 token, and the pool waits for the upload of a restore blob of an existing security domain made
 for that key (docs/security-domain.md, "Recovery").
 
-With --join ADDR --join-token-file F the node joins an existing pool instead, through the
-node API of its leader (docs/cluster.md, "Joining"): it makes a join key in its own token,
-shows the key's fingerprint and waits until the security officer of the leader's token has
-run "hsmpoold trust-join-key --fingerprint X" there, receives the domain KEK into its token,
-its node certificate and the pool's settings, writes DIR/hsmpoold.json, and serves. --name,
---tenant-id, --recoverable-days and the administrator flags do not apply.`,
+With --join ADDR --join-token-file F --node-addr HOST:PORT the node joins an existing pool
+instead, through the node API of any member (docs/cluster.md, "Joining"): it makes a join key
+in its own token, shows the key's fingerprint and waits until the security officer of that
+member's token has run "hsmpoold trust-join-key --fingerprint X" there, receives the domain
+KEK into its token, its node certificate, the pool CA (with its key, so that it admits joins
+too) and the pool's settings, writes DIR/hsmpoold.json, and serves, with its own node API on
+--node-addr. --name, --tenant-id, --recoverable-days and the administrator flags do not apply.`,
 		Example: `  hsmpoold init --name contoso --data-dir /var/lib/hsmpool --pin-file /etc/hsmpool/pin \
     --token-label hsmpool --client-file admin.json --node-addr 10.0.0.1:8445
 
   # A second node joins the pool (and then serves):
   hsmpoold init --join 10.0.0.1:8445 --join-token-file join.token --data-dir /var/lib/hsmpool \
-    --pin-file /etc/hsmpool/pin --token-label hsmpool --listen 10.0.0.2:8443 --raft-addr 10.0.0.2:8444`,
+    --pin-file /etc/hsmpool/pin --token-label hsmpool --listen 10.0.0.2:8443 --raft-addr 10.0.0.2:8444 \
+    --node-addr 10.0.0.2:8445`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if o.join != "" || o.joinToken != "" {
@@ -158,6 +162,7 @@ its node certificate and the pool's settings, writes DIR/hsmpoold.json, and serv
 	f.IntVar(&o.slotID, "slot-id", -1, "slot ID of the node's token (instead of --token-label)")
 	f.StringVar(&o.cfg.HSM.PINFile, "pin-file", "", "file holding the token's user PIN")
 	f.StringVar(&o.cfg.Raft.BindAddr, "raft-addr", o.cfg.Raft.BindAddr, "host:port of the Raft transport")
+	f.StringVar(&o.cfg.Raft.NodeID, "node-id", "", "this node's ID in the pool (default: node- and 8 random hex digits)")
 	f.IntVar(&o.cfg.RecoverableDays, "recoverable-days", o.cfg.RecoverableDays, "soft-delete retention of keys, 7-90 days")
 	f.StringVar(&o.admin, "admin", o.admin, "display name of the first administrator")
 	f.StringSliceVar(&o.roles, "role", o.roles, "built-in role (name or GUID) of the first administrator at \"/\"; repeat for more; must include Managed HSM Administrator")
@@ -165,9 +170,9 @@ its node certificate and the pool's settings, writes DIR/hsmpoold.json, and serv
 	f.StringVar(&o.tlsCert, "tls-cert", "", "server certificate chain (PEM); default: make a CA and a certificate")
 	f.StringVar(&o.tlsKey, "tls-key", "", "server private key (PEM)")
 	f.BoolVar(&o.recovery, "recovery", false, "make the pool in recovery mode, activated by uploading a restore blob of an existing security domain")
-	f.StringVar(&o.join, "join", "", "join an existing pool through the node API (raft.node_addr) of its leader at host:port, instead of creating one")
+	f.StringVar(&o.join, "join", "", "join an existing pool through the node API (raft.node_addr) of any member at host:port, instead of creating one")
 	f.StringVar(&o.joinToken, "join-token-file", "", "file holding the join token (hsmpool cluster join-token), with --join")
-	f.StringVar(&o.cfg.Raft.NodeAddr, "node-addr", "", "host:port of the node API that joining nodes call; with it Raft runs over mutual TLS")
+	f.StringVar(&o.cfg.Raft.NodeAddr, "node-addr", "", "host:port of this node's node API (other nodes forward writes to it, joining nodes call it); with it Raft runs over mutual TLS; required with --join")
 	f.DurationVar(&o.joinWait, "join-timeout", 15*time.Minute, "how long --join waits, including for the source node's security officer")
 	f.StringVar(&o.caFile, "tls-ca", "", "CA certificate clients should trust (for client.json)")
 	return cmd
@@ -204,8 +209,8 @@ func runJoin(c *cobra.Command, o *initOptions) error {
 		return errors.New("--join and --join-token-file go together")
 	case cfg.DataDir == "":
 		return errors.New("--data-dir is required")
-	case cfg.Raft.NodeAddr != "":
-		return errors.New("--node-addr: a joining node cannot admit others (it has no CA key)")
+	case cfg.Raft.NodeAddr == "":
+		return errors.New("--node-addr is required with --join: every node serves the node API (writes are forwarded to it, joins admitted through it)")
 	}
 	dir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
@@ -222,9 +227,7 @@ func runJoin(c *cobra.Command, o *initOptions) error {
 	ctx, stop := serveCtx(c.Context())
 	defer stop()
 	cfg, err = daemon.JoinPool(ctx, daemon.JoinOptions{Config: cfg, Addr: o.join, TokenFile: o.joinToken, Timeout: o.joinWait,
-		Pending: func(fp, source string) {
-			fmt.Fprintf(c.ErrOrStderr(), "hsmpoold: the join waits for the security officer of node %s\nhint: on that node, run: hsmpoold trust-join-key --config DIR/hsmpoold.json --so-pin-file F --fingerprint %s\nhint: first check that this fingerprint is the one shown here: %s\n", source, fp, fp)
-		}})
+		Pending: pendingHint(c.ErrOrStderr(), "--so-pin-file F")})
 	if err != nil {
 		return err
 	}
@@ -274,5 +277,54 @@ The SO PIN is read from --so-pin-file, used for one login and wiped.`,
 	f.StringVar(&config, "config", "", "this node's configuration file (DIR/hsmpoold.json)")
 	f.StringVar(&soPIN, "so-pin-file", "", "file holding the security officer's PIN of this node's token")
 	f.StringVar(&fingerprint, "fingerprint", "", "the fingerprint the joining node shows (hex)")
+	return cmd
+}
+
+// pendingHint tells, on the joining node, what the security officer of the source node runs.
+func pendingHint(w io.Writer, soPIN string) func(fp, source string) {
+	return func(fp, source string) {
+		fmt.Fprintf(w, "hsmpoold: the join waits for the security officer of node %s\nhint: on that node, run: hsmpoold trust-join-key --config DIR/hsmpoold.json %s --fingerprint %s\nhint: first check that this fingerprint is the one shown here: %s\n", source, soPIN, fp, fp)
+	}
+}
+
+// newLeaveCmd builds "hsmpoold leave".
+func newLeaveCmd() *cobra.Command {
+	var config string
+	cmd := &cobra.Command{
+		Use:   "leave --config FILE",
+		Short: "Make this node leave its pool: remove it, destroy its copy of the domain KEK, stop it",
+		Long: `leave asks the running daemon of this node (its node API, called with its own node
+certificate) to leave the pool: the daemon removes itself from the Raft configuration and the
+node map through the leader, destroys the domain KEK in its own token, writes DIR/LEFT and
+stops (it exits 0). The other nodes refuse its certificate from then on, and "hsmpoold serve"
+refuses to run it again. A pool's last node cannot leave.
+
+To remove a node that does not run any more, use "hsmpool cluster remove NODE_ID" from any
+other node instead (its token then still holds the KEK: destroy that separately).`,
+		Example: `  hsmpoold leave --config /var/lib/hsmpool/hsmpoold.json`,
+		Args:    cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if config == "" {
+				return errors.New("--config is required")
+			}
+			cfg, err := daemon.LoadConfig(config)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(c.Context(), 2*time.Minute)
+			defer cancel()
+			destroyed, err := daemon.Leave(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			kek := "its token held no domain KEK"
+			if destroyed {
+				kek = "the domain KEK in its token is destroyed"
+			}
+			fmt.Fprintf(c.OutOrStdout(), "node %s left the pool; %s; its daemon stops\n", cfg.Raft.NodeID, kek)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&config, "config", "", "this node's configuration file (DIR/hsmpoold.json)")
 	return cmd
 }

@@ -332,7 +332,7 @@ func DevConfig(ctx context.Context, o DevOptions, log *slog.Logger) (cfg Config,
 	cfg.TenantID = uuid.NewString()
 	cfg.Raft = Raft{NodeID: "node-" + uuid.NewString()[:8], BindAddr: net.JoinHostPort(host, fmt.Sprint(portOf(o.Listen)+1)), NodeAddr: o.NodeAddr}
 
-	if err := devToken(ctx, &cfg); err != nil {
+	if err := devToken(ctx, &cfg, "hsmpool-"+cfg.Name); err != nil {
 		return cfg, false, fmt.Errorf("make the SoftHSM2 token: %w", err)
 	}
 	initFn := Init
@@ -354,9 +354,9 @@ func DevConfig(ctx context.Context, o DevOptions, log *slog.Logger) (cfg Config,
 // User (DESIGN.md §7).
 var DevRoles = []string{authz.AdministratorRoleID, authz.CryptoOfficerRoleID, authz.CryptoUserRoleID}
 
-// devToken makes a SoftHSM2 configuration and token inside the data directory, with random
-// PINs kept 0600 beside it.
-func devToken(ctx context.Context, cfg *Config) error {
+// devToken makes a SoftHSM2 configuration and token labelled label inside the data
+// directory, with random PINs kept 0600 beside it.
+func devToken(ctx context.Context, cfg *Config, label string) error {
 	dir := filepath.Join(cfg.DataDir, "softhsm")
 	conf, err := softhsm.WriteConfig(dir)
 	if err != nil {
@@ -371,7 +371,6 @@ func devToken(ctx context.Context, cfg *Config) error {
 	so, user := randomPIN(), randomPIN()
 	defer so.Wipe()
 	defer user.Wipe()
-	label := "hsmpool-" + cfg.Name
 	if _, err := hsm.InitToken(ctx, module, label, so, user); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,10 +25,11 @@ import (
 // JoinOptions say how a new node joins a pool (hsmpoold init --join).
 type JoinOptions struct {
 	// Config is the new node's own part of the configuration: data_dir, listen, dns_suffix,
-	// hsm, softhsm_conf, raft.node_id and raft.bind_addr, and optionally authority_host
-	// (default https://LISTEN). The pool's settings come from the node it joins through.
+	// hsm, softhsm_conf, raft.node_id, raft.bind_addr and raft.node_addr (its own node API,
+	// required), and optionally authority_host (default https://LISTEN). The pool's settings
+	// come from the node it joins through.
 	Config Config
-	// Addr is the node API (raft.node_addr) of the pool's leader.
+	// Addr is the node API (raft.node_addr) of the pool node to join through: any member.
 	Addr string
 	// TokenFile holds the join token.
 	TokenFile string
@@ -68,6 +70,9 @@ func JoinPool(ctx context.Context, o JoinOptions) (Config, error) {
 	if _, err := pki.NodeURI(cfg.Raft.NodeID); err != nil {
 		return cfg, fmt.Errorf("raft.node_id: %w", err)
 	}
+	if _, port, err := net.SplitHostPort(cfg.Raft.NodeAddr); err != nil || port == "" || port == "0" {
+		return cfg, fmt.Errorf("--node-addr %q: want the host:port (fixed port) of this node's node API", cfg.Raft.NodeAddr)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return cfg, err
 	}
@@ -106,7 +111,7 @@ func JoinPool(ctx context.Context, o JoinOptions) (Config, error) {
 		return cfg, fmt.Errorf("--join %s: %w", o.Addr, err)
 	}
 	defer conn.Close()
-	req := &pb.JoinRequest{Token: tok.Text(), NodeId: cfg.Raft.NodeID, RaftAddr: cfg.Raft.BindAddr, Offer: offer}
+	req := &pb.JoinRequest{Token: tok.Text(), NodeId: cfg.Raft.NodeID, RaftAddr: cfg.Raft.BindAddr, Offer: offer, NodeAddr: cfg.Raft.NodeAddr}
 	told := false
 	var resp *pb.JoinResponse
 	for {
@@ -166,9 +171,12 @@ func finishJoin(ctx context.Context, cfg Config, tok nodejoin.Token, joiner *nod
 		return cfg, err
 	}
 	cfg.Name, cfg.TenantID, cfg.RecoverableDays = resp.Name, resp.TenantId, int(resp.RecoverableDays)
-	cfg.TLS = TLS{CAFile: filepath.Join(dir, "ca.pem"), CertFile: filepath.Join(dir, "server.pem"), KeyFile: filepath.Join(dir, "server.key")}
+	if len(resp.CaKey) == 0 {
+		return cfg, fmt.Errorf("node %s sent no CA key: it runs an older hsmpoold that cannot admit joins from every node", sender)
+	}
+	cfg.TLS = TLS{CAFile: filepath.Join(dir, "ca.pem"), CertFile: filepath.Join(dir, "server.pem"), KeyFile: filepath.Join(dir, "server.key"),
+		CAKey: filepath.Join(dir, "ca.key")}
 	cfg.Raft.CertFile, cfg.Raft.KeyFile = filepath.Join(cfg.DataDir, nodeCertFile), filepath.Join(cfg.DataDir, nodeKeyFile)
-	cfg.Raft.NodeAddr = "" // without the CA key this node admits no other
 	if cfg.AuthorityHost == "" {
 		cfg.AuthorityHost = "https://" + cfg.Listen
 	}
@@ -178,7 +186,7 @@ func finishJoin(ctx context.Context, cfg Config, tok nodejoin.Token, joiner *nod
 		perm os.FileMode
 	}{
 		{cfg.TLS.CAFile, resp.CaCert, 0o644}, {cfg.TLS.CertFile, resp.ServerCert, 0o644}, {cfg.TLS.KeyFile, resp.ServerKey, 0o600},
-		{cfg.Raft.CertFile, resp.NodeCert, 0o644}, {cfg.Raft.KeyFile, resp.NodeKey, 0o600},
+		{cfg.Raft.CertFile, resp.NodeCert, 0o644}, {cfg.Raft.KeyFile, resp.NodeKey, 0o600}, {cfg.TLS.CAKey, resp.CaKey, 0o600},
 	} {
 		if err := pki.WriteFile(f.path, f.data, f.perm); err != nil {
 			return cfg, err

@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/hsmpool/hsmpool/internal/cluster"
 	"github.com/hsmpool/hsmpool/internal/fault"
@@ -220,4 +224,33 @@ func sameRecord(st *state.State, want *pb.NodeRecord) bool {
 func stamp(c *pb.Command) *pb.Command {
 	c.Id, c.Time = uuid.NewString(), time.Now().Unix()
 	return c
+}
+
+// Leave asks the running daemon of the node cfg describes to leave the pool (its node API,
+// called with its own node certificate): it removes itself through the leader, destroys the
+// domain KEK in its token, and stops. It returns whether a KEK was destroyed.
+func Leave(ctx context.Context, cfg Config) (bool, error) {
+	if cfg.Raft.NodeAddr == "" || !cfg.Raft.mTLS() {
+		return false, errors.New("this node serves no node API (raft.node_addr): it is a single node, which has no pool to leave")
+	}
+	ntls, err := loadNodeTLS(cfg)
+	if err != nil {
+		return false, err
+	}
+	conn, err := grpc.NewClient("passthrough:///"+cfg.Raft.NodeAddr, grpc.WithTransportCredentials(credentialsFrom(ntls.client(cfg.Raft.NodeID))))
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	resp, err := pb.NewNodeClient(conn).Leave(ctx, &pb.LeaveRequest{})
+	if err != nil {
+		if st, ok := status.FromError(err); ok {
+			if st.Code() == codes.Unavailable && strings.Contains(st.Message(), "connect") {
+				return false, fmt.Errorf("the daemon of node %s does not answer on %s: is it running? (%s)", cfg.Raft.NodeID, cfg.Raft.NodeAddr, st.Message())
+			}
+			return false, errors.New(st.Message())
+		}
+		return false, err
+	}
+	return resp.KekDestroyed, nil
 }
