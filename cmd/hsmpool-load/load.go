@@ -154,7 +154,7 @@ func runLoad(ctx context.Context, f *client.File, opts *loadOptions, p plan, std
 					}
 				}
 				fmt.Fprintf(stderr, "hsmpool-load: %s, clients %d, nodes %d: warm-up %v, measuring %v\n", op, n, len(bases), opts.Warmup, opts.Duration)
-				r, shown, err := runOnce(ctx, f, bases, toks, t, window{clients: n, warmup: opts.Warmup, duration: opts.Duration, serverCPU: serverCPU}, opts.HTTP1)
+				r, shown, err := runOnce(ctx, f, bases, toks, t, window{clients: n, warmup: opts.Warmup, duration: opts.Duration, requests: opts.Requests, serverCPU: serverCPU}, opts.HTTP1)
 				if err != nil {
 					return err
 				}

@@ -317,3 +317,24 @@ func TestCatchupObserve(t *testing.T) {
 		t.Errorf("a node that leads set its own target: %+v", c)
 	}
 }
+
+// TestMeasureRequests shows that --requests ends a run after exactly that many successes, failures not counted, and
+// that the run's time is then the time they took.
+func TestMeasureRequests(t *testing.T) {
+	var calls atomic.Int64
+	do := func(ctx context.Context, worker, seq int) error {
+		time.Sleep(time.Millisecond)
+		if calls.Add(1)%5 == 0 {
+			return errors.New("failed")
+		}
+		return nil
+	}
+	start := time.Now()
+	s := measure(context.Background(), window{clients: 3, duration: time.Minute, requests: 50}, do)
+	if took := time.Since(start); took > 30*time.Second {
+		t.Fatalf("the run took %v, want it to end after 50 requests", took)
+	}
+	if len(s.latencies) != 50 || s.errors == 0 || s.elapsed <= 0 || s.elapsed >= time.Minute {
+		t.Errorf("%d latencies, %d errors, elapsed %v; want 50, some, less than the duration", len(s.latencies), s.errors, s.elapsed)
+	}
+}

@@ -38,6 +38,8 @@ type loadOptions struct {
 	// Warmup is how long each run sends requests before it starts measuring: connections, caches and the Go
 	// scheduler settle then.
 	Warmup time.Duration
+	// Requests, if not 0, ends each run once that many requests started after the warm-up have succeeded.
+	Requests int64
 	// Count is how many times each combination of operation and clients runs.
 	Count int
 	// HTTP1 forces HTTP/1.1, one keep-alive connection per client; the default is HTTP/2 on one connection.
@@ -93,6 +95,8 @@ func (o *loadOptions) validate() (plan, error) {
 		return p, fmt.Errorf("--duration %v: want at least 100ms", o.Duration)
 	case o.Warmup < 0:
 		return p, fmt.Errorf("--warmup %v: want 0 or more", o.Warmup)
+	case o.Requests < 0:
+		return p, fmt.Errorf("--requests %d: want 0 (no limit) or more", o.Requests)
 	case o.Count < 1:
 		return p, fmt.Errorf("--count %d: want 1 or more", o.Count)
 	case o.Output != outputTable && o.Output != outputJSON:
@@ -134,7 +138,9 @@ its security domain first.
 
 Each client is a closed loop: it sends its next request when the last is answered.
 Clients share one HTTP/2 connection unless --http1 gives each its own HTTP/1.1
-keep-alive connection.
+keep-alive connection. With --requests N a run ends once N requests have succeeded after
+the warm-up (e.g. to make exactly 10,000 keys), or when --duration is over if that comes
+first; OPS/S then divides by the time it took.
 
 With --url given several times, the clients are spread over those nodes of one pool in
 turn (client i sends to the i-th URL, modulo their number), each with an access token for
@@ -191,6 +197,7 @@ hsmpool-load exits with status 1 after printing every run.`,
 	fl.IntSliceVar(&opts.Clients, "clients", opts.Clients, "numbers of concurrent clients, each measured in turn")
 	fl.DurationVar(&opts.Duration, "duration", opts.Duration, "how long each run measures")
 	fl.DurationVar(&opts.Warmup, "warmup", opts.Warmup, "how long each run sends requests before it measures")
+	fl.Int64Var(&opts.Requests, "requests", opts.Requests, "end each run once this many requests have succeeded after the warm-up (0: no limit; --duration still bounds it)")
 	fl.IntVar(&opts.Count, "count", opts.Count, "how many times to repeat each run")
 	fl.BoolVar(&opts.HTTP1, "http1", opts.HTTP1, "use HTTP/1.1, one keep-alive connection per client, instead of HTTP/2")
 	fl.StringVarP(&opts.Output, "output", "o", opts.Output, "output format: table or json (one object per run and line)")
