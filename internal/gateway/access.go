@@ -414,23 +414,3 @@ func (g *Gateway) removeCredential(c *call) (any, error) {
 	}
 	return toPrincipal(p), nil
 }
-
-// createJoinToken is the pool's own POST /cluster/join-tokens: 201 with the token, shown once.
-func (g *Gateway) createJoinToken(c *call) (any, error) {
-	if g.cluster == nil {
-		return nil, newError(http.StatusBadRequest, "BadParameter", "This pool does not make join tokens.")
-	}
-	var p struct{}
-	if err := g.decode(c, &p); err != nil {
-		return nil, err
-	}
-	t, err := g.cluster.CreateJoinToken(c.ctx, &pb.CreateJoinTokenRequest{})
-	if err != nil {
-		return nil, err
-	}
-	c.status = http.StatusCreated
-	return struct {
-		Token   string `json:"token"`
-		Expires int64  `json:"expires"`
-	}{t.Token, t.Expires}, nil
-}

@@ -101,6 +101,7 @@ func newEnv(t *testing.T, opts ...func(*Config)) *env {
 	pb.RegisterAccessServer(gs, struct{ pb.AccessServer }{})
 	pb.RegisterPrincipalsServer(gs, struct{ pb.PrincipalsServer }{})
 	pb.RegisterBackupServer(gs, struct{ pb.BackupServer }{})
+	pb.RegisterClusterServer(gs, struct{ pb.ClusterServer }{})
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -117,6 +118,7 @@ func newEnv(t *testing.T, opts ...func(*Config)) *env {
 		Access:         pb.NewAccessClient(cc),
 		Principals:     pb.NewPrincipalsClient(cc),
 		Backup:         pb.NewBackupClient(cc),
+		Cluster:        pb.NewClusterClient(cc),
 		Identity: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.WriteString(w, "identity:"+r.URL.Path)
 		}),

@@ -111,12 +111,15 @@ func rbacRoutes() []route {
 	return rs
 }
 
-// principalRoutes are the pool's own API for its service principals ({name} is an object or
-// client ID, {id} a credential ID).
+// clusterRoutes are the pool's own API for its nodes ({id} is a node ID).
 var clusterRoutes = []route{
 	{method: post, path: "cluster/join-tokens", name: "CreateJoinToken", serve: (*Gateway).createJoinToken},
+	{method: get, path: "cluster/status", name: "GetClusterStatus", serve: (*Gateway).getClusterStatus},
+	{method: del, path: "cluster/nodes/{id}", name: "RemoveNode", serve: (*Gateway).removeNode},
 }
 
+// principalRoutes are the pool's own API for its service principals ({name} is an object or
+// client ID, {id} a credential ID).
 var principalRoutes = []route{
 	{method: post, path: "principals", name: "CreatePrincipal", serve: (*Gateway).createPrincipal},
 	{method: get, path: "principals", name: "ListPrincipals", serve: (*Gateway).listPrincipals},
