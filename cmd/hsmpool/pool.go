@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
+	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,6 +31,9 @@ const (
 type poolOptions struct {
 	// ClientFile is the client file; empty means $HSMPOOL_CLIENT_FILE.
 	ClientFile string
+	// URL, when set, replaces the client file's "url": the node of the pool to talk to. Empty means $HSMPOOL_URL,
+	// then the client file's.
+	URL string
 	// Output is outputTable or outputJSON.
 	Output string
 }
@@ -36,6 +42,9 @@ type poolOptions struct {
 func defaultPoolOptions() *poolOptions {
 	return &poolOptions{Output: outputTable}
 }
+
+// envURL is the environment variable that --url defaults to.
+const envURL = "HSMPOOL_URL"
 
 // poolRetry is how the CLI retries: a little, and quickly, since a person is waiting. The Azure SDK honours the
 // pool's Retry-After on 429 and 503 whatever the delays here.
@@ -67,19 +76,26 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// command completes cmd, a command that talks to a pool: it adds the --client-file flag, and -o/--output
+// command completes cmd, a command that talks to a pool: it adds the --client-file and --url flags, and -o/--output
 // unless withOutput is false (for commands whose -o names a file). When the command runs, it checks the output
 // flag and then validate (which may be nil) before it reads the client file, so that flag mistakes never need a
 // pool; then it connects and calls run. Errors from the pool are explained.
 func (o *poolOptions) command(cmd *cobra.Command, withOutput bool, validate func(args []string) error, run func(s *session, args []string) error) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.ClientFile, "client-file", o.ClientFile, "client file of the pool (default $"+client.EnvFile+")")
+	f.StringVar(&o.URL, "url", o.URL, "talk to the pool node at this URL instead of the client file's \"url\" (default $"+envURL+")")
 	if withOutput {
 		f.StringVarP(&o.Output, "output", "o", o.Output, "output format: table or json")
 	}
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if o.Output != outputTable && o.Output != outputJSON {
 			return fmt.Errorf("-o %q: want table or json", o.Output)
+		}
+		if o.URL == "" {
+			o.URL = os.Getenv(envURL)
+		}
+		if err := checkURL(o.URL); err != nil {
+			return err
 		}
 		if validate != nil {
 			if err := validate(args); err != nil {
@@ -104,11 +120,28 @@ func (o *poolOptions) connect(cmd *cobra.Command) (*session, error) {
 	} else if err != nil {
 		return nil, err
 	}
+	if o.URL != "" {
+		// The same principal, the same CA and the same authority: every node of a pool takes tokens for any of its
+		// nodes (docs/cluster.md), so one client file reaches them all.
+		f.URL = strings.TrimSuffix(o.URL, "/")
+	}
 	c, err := client.New(f, &client.Options{Retry: poolRetry})
 	if err != nil {
 		return nil, err
 	}
 	return &session{ctx: cmd.Context(), client: c, out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr(), json: o.Output == outputJSON}, nil
+}
+
+// checkURL checks the value of --url (or $HSMPOOL_URL): empty, or an https URL of a node, without a path.
+func checkURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "https" || u.Host == "" || strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("--url %q: want https://HOST[:PORT], the URL of one of the pool's nodes", s)
+	}
+	return nil
 }
 
 // explainPoolError is the one place that turns errors of a pool command into what the user reads: the pool's
@@ -141,7 +174,7 @@ func explainPoolError(err error, poolURL string) error {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return withHints(fmt.Errorf("cannot reach the pool at %s: %w", poolURL, err), "is hsmpoold running, and listening there?")
 	case isNetError(err):
-		return withHints(fmt.Errorf("cannot reach the pool at %s: %w", poolURL, err), `check the client file's "url"`)
+		return withHints(fmt.Errorf("cannot reach the pool at %s: %w", poolURL, err), `check the client file's "url", or --url`)
 	}
 	return err
 }
