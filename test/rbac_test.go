@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -357,6 +358,30 @@ func matrixOps(p *testPool) []matrixOp {
 		{"SecurityDomainStatus", "securitydomain/download/read", func(a actor, f matrixFixture) error {
 			return raw(a, "GET", "/securitydomain/download/pending?api-version=2025-07-01", "")
 		}},
+		{"GetClusterStatus", "securitydomain/download/read", func(a actor, f matrixFixture) error {
+			st, err := clusterOf(p, a).Status(ctx)
+			if err == nil && (len(st.Nodes) != 1 || st.Nodes[0].NodeID != st.AnsweredBy || !st.Nodes[0].Reachable) {
+				return fmt.Errorf("the dev pool's status is not its one node: %+v", st)
+			}
+			return err
+		}},
+		// The dev pool has one node and no other to remove: whatever the daemon answers a granted
+		// caller, it is an Azure error that is not a 403.
+		{"RemoveNode", "securitydomain/download/action", func(a actor, f matrixFixture) error {
+			err := clusterOf(p, a).RemoveNode(ctx, "node-absent-"+f.suffix)
+			e, ok := client.AsError(err)
+			switch {
+			case err == nil:
+				return errors.New("removed a node that does not exist")
+			case !ok:
+				return err
+			case e.StatusCode == http.StatusForbidden:
+				return err // its chain holds the SDK's *azcore.ResponseError
+			case e.Code == "" || e.Message == "" || e.StatusCode < 400:
+				return fmt.Errorf("not an Azure error: %v", err)
+			}
+			return nil
+		}},
 		{"SecurityDomainDownload", "securitydomain/download/action", func(a actor, f matrixFixture) error {
 			sd, err := client.NewSecurityDomainClient(p.client.URL, a.cred, &client.SecurityDomainClientOptions{ClientOptions: azcore.ClientOptions{Transport: p.http}})
 			if err != nil {
@@ -366,6 +391,16 @@ func matrixOps(p *testPool) []matrixOp {
 			return err
 		}},
 	}
+}
+
+// clusterOf is the pool's cluster client with a's credential.
+func clusterOf(p *testPool, a actor) *client.ClusterClient {
+	p.t.Helper()
+	cc, err := client.NewClusterClient(p.client.URL, a.cred, &client.ClusterClientOptions{ClientOptions: azcore.ClientOptions{Transport: p.http}})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return cc
 }
 
 func rotationPolicy() azkeys.KeyRotationPolicy {
