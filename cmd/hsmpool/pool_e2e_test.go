@@ -179,10 +179,22 @@ func TestPoolEndToEnd(t *testing.T) {
 	c.match(c.ok("random", "--count", "32"), `^[A-Za-z0-9_-]{43}\n$`)
 	c.match(c.ok("random", "--count", "5", "-o", "json"), `"value": "[A-Za-z0-9_-]{7}"`)
 
-	// A wrong secret: the token endpoint's error, never the secret.
+	// The cluster of a dev pool is its one node, which leads; there is no other to remove. --url names the same
+	// node by the client file's URL.
 	var cf map[string]any
 	b, _ := os.ReadFile(clientFile)
 	_ = json.Unmarshal(b, &cf)
+	cs := c.ok("cluster", "status", "--url", cf["url"].(string))
+	c.match(cs, `^leader: (node-\S+) \(answered by node-\S+\)\n`, `(?m)^NODE +ROLE +SUFFRAGE +RAFT ADDR +NODE API +TERM +APPLIED +LAG +HSM$`,
+		`(?m)^node-\S+ +Leader +Voter +127\.0\.0\.1:\d+ +\S+ +[1-9]\d* +[1-9]\d* +0 +ok\n$`)
+	var cst client.ClusterStatus
+	if err := json.Unmarshal([]byte(c.ok("cluster", "status", "-o", "json")), &cst); err != nil || len(cst.Nodes) != 1 ||
+		cst.LeaderID != cst.AnsweredBy || cst.Nodes[0].NodeID != cst.LeaderID || !cst.Nodes[0].HSMOk || !cst.Nodes[0].Reachable {
+		t.Errorf("cluster status -o json: %+v (%v)", cst, err)
+	}
+	c.failsWith("cluster remove: BadParameter (HTTP 400 Bad Request)", "cluster", "remove", "node-absent")
+
+	// A wrong secret: the token endpoint's error, never the secret.
 	secret := cf["client_secret"].(string)
 	cf["client_secret"] = "wrong-" + secret
 	bad, _ := json.Marshal(cf)
