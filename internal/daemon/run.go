@@ -127,7 +127,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 	members := &members{me: self{cfg: cfg, node: node, hsm: pool}, node: node, st: st, ntls: ntls, fwd: repl.fwd,
 		log: log.With("component", "members")}
 	c, err := core.New(core.Config{HSM: pool, CAFingerprint: caFP, Cache: hsm.NewCache(cacheSize), Replicator: repl, State: st,
-		Tokens: issuer, Cluster: clusterInfo{node}, Membership: members, Audiences: []string{cfg.Resource()}, Audit: auditLog,
+		Tokens: poolAudiences{tokens: issuer, st: st}, Cluster: clusterInfo{node}, Membership: members, Audiences: []string{cfg.Resource()}, Audit: auditLog,
 		Logger: log.With("component", "core")})
 	if err != nil {
 		return err
