@@ -7,6 +7,8 @@
 #   make test       all tests with the race detector
 #   make bench      PKCS#11 benchmarks, and build bin/hsmpool-load; e.g. make bench BENCH_ARGS='-benchtime 5s'
 #   make bench-rest the REST path: a throwaway dev pool measured by hsmpool-load (docs/benchmarks.md)
+#   make cluster    a local 3-node pool on loopback, each node with its own SoftHSM2 token, data in $(CLUSTER_DIR)
+#   make bench-cluster  a throwaway 3-node pool measured: replicated creates, signing, failover, catch-up (docs/benchmarks.md)
 #   make generate   regenerate protobuf/gRPC code from proto/
 #   make lint       gofmt, go vet, staticcheck
 #   make clean      remove build outputs
@@ -28,6 +30,17 @@ REST_CLIENTS ?= 1,4,16
 REST_ARGS ?= --duration 10s --warmup 2s
 REST_LISTEN ?= 127.0.0.1:9643
 
+# make cluster: where the three nodes keep their data, and node 1's HTTPS port; node i listens on
+# CLUSTER_PORT + 10 * (i - 1), with Raft on the next port and the node API on the one after (scripts/cluster.sh).
+CLUSTER_DIR ?= .cluster
+CLUSTER_PORT ?= 8543
+
+# make bench-cluster: node 1's port of the throwaway pool (the same layout as make cluster's; 3 x 3 ports from it must
+# be free), and what to measure, e.g. make bench-cluster BENCH_CLUSTER_ARGS='--only create,sign --duration 5s'
+# (scripts/bench-cluster.sh --help lists the options).
+BENCH_CLUSTER_PORT ?= 9743
+BENCH_CLUSTER_ARGS ?=
+
 # Stamped into both binaries; printed by "hsmpoold version" and "hsmpool version".
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
@@ -45,7 +58,7 @@ ifneq ($(origin CI),undefined)
 export CI
 endif
 
-.PHONY: build run deps test bench bench-rest generate lint clean
+.PHONY: build run deps test bench bench-rest cluster bench-cluster generate lint clean
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
@@ -91,6 +104,16 @@ bench-rest: build
 		--cert "$$dir/alice.cer" --cert "$$dir/bob.cer" --cert "$$dir/carol.cer" --sd-out "$$dir/sd.json"; \
 	srv=(); if [[ -r "/proc/$$pid/stat" ]]; then srv=(--server-pid "$$pid"); fi; \
 	./bin/hsmpool-load --client-file "$$dir/data/client.json" --op '$(REST_OPS)' --clients '$(REST_CLIENTS)' "$${srv[@]}" $(REST_ARGS)
+
+# Starts (or resumes) three nodes on loopback and stays in the foreground; Ctrl-C stops all three.
+cluster: build
+	@scripts/deps.sh softhsm
+	CLUSTER_DIR='$(CLUSTER_DIR)' CLUSTER_PORT='$(CLUSTER_PORT)' scripts/cluster.sh
+
+# A throwaway pool in a temporary directory, removed afterwards whatever happened; the figures go to stdout.
+bench-cluster: build
+	@scripts/deps.sh softhsm
+	CLUSTER_PORT='$(BENCH_CLUSTER_PORT)' scripts/bench-cluster.sh $(BENCH_CLUSTER_ARGS)
 
 # protoc runs from proto/ with proto/ as its only import root, so .proto files import each other as
 # "hsmpool/v1/x.proto" and each generated file lands beside its .proto. protoc itself comes from Debian
