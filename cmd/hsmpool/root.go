@@ -24,7 +24,8 @@ security domain, including building a restore blob offline.
 
 Commands that talk to a pool read a client file (--client-file FILE, or
 $HSMPOOL_CLIENT_FILE): the pool's URL and CA, and a principal's credentials.
-"hsmpoold dev" writes one as DATA_DIR/client.json.
+"hsmpoold dev" writes one as DATA_DIR/client.json. --url URL (or $HSMPOOL_URL)
+talks to another node of the pool with the same client file.
 
 Data goes to stdout, as a short human form or, with -o json, the REST API's JSON;
 diagnostics go to stderr, prefixed with "hsmpool:".`,

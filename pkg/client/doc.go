@@ -19,7 +19,12 @@
 //     covers;
 //   - a [PrincipalsClient] for the pool's own service principals and their credentials (Azure has no such API:
 //     Entra ID manages principals there);
-//   - an *rbac.Client (azadmin) for local RBAC: role definitions and role assignments.
+//   - an *rbac.Client (azadmin) for local RBAC: role definitions and role assignments;
+//   - a [ClusterClient] ([Client.Cluster]) for the pool's own cluster API: join tokens, the status of every node,
+//     and the removal of a node.
+//
+// A pool of several nodes is reached through any of them with the same client file: set [File.URL] to the node's
+// URL before [New] (hsmpool's --url does that).
 //
 // [WriteFile] writes a client file, for instance for a principal just made ([File.ForPrincipal]).
 //
@@ -36,6 +41,6 @@
 //
 // # Concurrency
 //
-// A [Client], a [SecurityDomainClient] and a [PrincipalsClient] are safe for concurrent use; the token is shared
+// A [Client], a [SecurityDomainClient], a [PrincipalsClient] and a [ClusterClient] are safe for concurrent use; the token is shared
 // and cached.
 package client
