@@ -155,7 +155,7 @@ too) and the pool's settings, writes DIR/hsmpoold.json, and serves, with its own
 	f.StringVar(&o.cfg.DataDir, "data-dir", "", "the node's data directory, created 0700")
 	f.StringVar(&o.cfg.Listen, "listen", o.cfg.Listen, "host:port of the HTTPS listener")
 	f.StringVar(&o.cfg.DNSSuffix, "dns-suffix", o.cfg.DNSSuffix, "the pool is https://NAME.managedhsm.DNS_SUFFIX")
-	f.StringVar(&o.cfg.AuthorityHost, "authority-host", "", "origin of the identity provider as clients use it, the tokens' issuer (default https://LISTEN; with --join the pool's, that of the node joined through)")
+	f.StringVar(&o.cfg.AuthorityHost, "authority-host", "", "origin of the identity provider as clients use it (default https://LISTEN)")
 	f.StringVar(&o.cfg.TenantID, "tenant-id", "", "the pool's tenant UUID (default: a new one)")
 	f.StringVar(&o.cfg.HSM.Module, "pkcs11-module", hsm.DefaultModule, "PKCS#11 module")
 	f.StringVar(&o.cfg.HSM.TokenLabel, "token-label", "", "label of the node's token")

@@ -2,35 +2,102 @@ package daemon
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/hsmpool/hsmpool/internal/auth"
 	"github.com/hsmpool/hsmpool/internal/core"
 	"github.com/hsmpool/hsmpool/internal/state"
+	pb "github.com/hsmpool/hsmpool/proto/hsmpool/v1"
 )
 
-// poolAudiences validates access tokens for this node's resource and for the resource of
-// every node in the node map: each node's resource is https://managedhsm.<suffix>:<its port>,
-// so without this a token a client got for one node would be refused by the next (a client
-// that follows each node's challenge gets a token per node anyway; one that reuses its token,
-// or a load balancer in front of the nodes, needs this). The issuer already issues tokens for
-// any resource. docs/cluster.md, "Tokens across nodes".
-type poolAudiences struct {
-	tokens core.TokenValidator
+// poolTokens validates access tokens minted by any node of the pool, for any node
+// (docs/cluster.md, "Tokens across nodes"):
+//
+//   - Audiences: each node's resource is https://managedhsm.<suffix>:<its port>, so this
+//     node's resource and that of every node in the node map are accepted. A client that
+//     follows each node's challenge gets a token per node anyway; one that reuses its token,
+//     or a load balancer in front of the nodes, needs this. Issuers issue tokens for any
+//     resource already.
+//   - Issuers: each node's issuer is <its authority_host>/<tenant>/v2.0 (MSAL requires the
+//     discovery document's issuer to match the authority it was given, so a node cannot
+//     take another's name). All nodes sign with the same token-signing key, so a token whose
+//     issuer is another node's (from the node map) is validated by an Issuer for that node's
+//     authority with the same key: node 1's client.json then works against every node, and a
+//     client may get its token from any node.
+type poolTokens struct {
+	own    *auth.Issuer
 	st     *state.State
-	own    []string
+	newFor func(authority string) (*auth.Issuer, error) // an Issuer for another node's authority host
+	self   string                                        // this node's authority host
+
+	mu    sync.Mutex
+	peers map[string]*auth.Issuer // by authority host
 }
 
-func (p poolAudiences) Validate(ctx context.Context, token string, audiences ...string) (auth.Claims, error) {
-	accept := slices.Concat(audiences, p.own)
-	for _, n := range p.st.Nodes() {
+func (p *poolTokens) Validate(ctx context.Context, token string, audiences ...string) (auth.Claims, error) {
+	accept := slices.Clone(audiences)
+	nodes := p.st.Nodes()
+	for _, n := range nodes {
 		if r := resourceOf(n.Url); r != "" && !slices.Contains(accept, r) {
 			accept = append(accept, r)
 		}
 	}
-	return p.tokens.Validate(ctx, token, accept...)
+	return p.issuerOf(token, nodes).Validate(ctx, token, accept...)
+}
+
+// issuerOf picks the Issuer whose rules apply to token by its unverified "iss": another
+// pool node's when it names one, else this node's (which also knows the external issuers).
+// The choice only selects the expected issuer; the signature is always checked.
+func (p *poolTokens) issuerOf(token string, nodes []*pb.NodeRecord) *auth.Issuer {
+	iss := unverifiedIss(token)
+	if iss == "" || p.newFor == nil {
+		return p.own
+	}
+	for _, n := range nodes {
+		a := n.AuthorityHost
+		if a == "" || a == p.self || !strings.HasPrefix(iss, a+"/") {
+			continue
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if i, ok := p.peers[a]; ok {
+			return i
+		}
+		i, err := p.newFor(a)
+		if err != nil {
+			return p.own
+		}
+		if p.peers == nil {
+			p.peers = map[string]*auth.Issuer{}
+		}
+		p.peers[a] = i
+		return i
+	}
+	return p.own
+}
+
+// unverifiedIss reads the "iss" claim of a compact JWS without verifying anything.
+func unverifiedIss(token string) string {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 || len(parts[1]) > 16<<10 {
+		return ""
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Iss string `json:"iss"`
+	}
+	if json.Unmarshal(b, &c) != nil {
+		return ""
+	}
+	return c.Iss
 }
 
 // resourceOf is the token resource of a node's URL: https://<name>.managedhsm.<suffix>[:port]
@@ -46,3 +113,5 @@ func resourceOf(nodeURL string) string {
 	}
 	return "https://" + rest
 }
+
+var _ core.TokenValidator = (*poolTokens)(nil)

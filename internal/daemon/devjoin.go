@@ -72,7 +72,7 @@ func DevJoin(ctx context.Context, o DevJoinOptions) (cfg Config, created bool, e
 	}
 	cfg = Default()
 	cfg.DataDir, cfg.Listen = dir, o.Listen
-	// authority_host stays empty: the node takes the pool's (JoinPool).
+	cfg.AuthorityHost = "https://" + net.JoinHostPort(host, port)
 	cfg.Raft = Raft{NodeID: o.NodeID, BindAddr: o.RaftAddr, NodeAddr: o.NodeAddr}
 	label := "hsmpool-" + o.NodeID
 	if len(label) > 32 {

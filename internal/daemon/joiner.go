@@ -177,11 +177,8 @@ func finishJoin(ctx context.Context, cfg Config, tok nodejoin.Token, joiner *nod
 	cfg.TLS = TLS{CAFile: filepath.Join(dir, "ca.pem"), CertFile: filepath.Join(dir, "server.pem"), KeyFile: filepath.Join(dir, "server.key"),
 		CAKey: filepath.Join(dir, "ca.key")}
 	cfg.Raft.CertFile, cfg.Raft.KeyFile = filepath.Join(cfg.DataDir, nodeCertFile), filepath.Join(cfg.DataDir, nodeKeyFile)
-	// The pool's authority host: tokens name it as their issuer, so that a token any node
-	// issued is valid on every node (docs/cluster.md, "Tokens across nodes").
-	if cfg.AuthorityHost == "" {
-		cfg.AuthorityHost = resp.AuthorityHost
-	}
+	// Its own identity provider by default: every node accepts the tokens of every node's
+	// issuer (docs/cluster.md, "Tokens across nodes").
 	if cfg.AuthorityHost == "" {
 		cfg.AuthorityHost = "https://" + cfg.Listen
 	}

@@ -180,7 +180,7 @@ func trimNL(b []byte) []byte {
 
 // nodeRecord is this node's entry of the node map.
 func nodeRecord(cfg Config) *pb.NodeRecord {
-	return &pb.NodeRecord{NodeId: cfg.Raft.NodeID, NodeAddr: cfg.Raft.NodeAddr, Url: cfg.URL()}
+	return &pb.NodeRecord{NodeId: cfg.Raft.NodeID, NodeAddr: cfg.Raft.NodeAddr, Url: cfg.URL(), AuthorityHost: strings.TrimSuffix(cfg.AuthorityHost, "/")}
 }
 
 // registerSelf writes this node's record to the node map through the replicator (forwarded
@@ -214,7 +214,7 @@ func registerSelf(ctx context.Context, cfg Config, st *state.State, repl replica
 func sameRecord(st *state.State, want *pb.NodeRecord) bool {
 	for _, n := range st.Nodes() {
 		if n.NodeId == want.NodeId {
-			return n.NodeAddr == want.NodeAddr && n.Url == want.Url
+			return n.NodeAddr == want.NodeAddr && n.Url == want.Url && n.AuthorityHost == want.AuthorityHost
 		}
 	}
 	return false

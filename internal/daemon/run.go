@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hsmpool/hsmpool/internal/audit"
@@ -107,6 +108,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 	if err != nil {
 		return err
 	}
+	tokens := &poolTokens{own: issuer, st: st, self: strings.TrimSuffix(cfg.AuthorityHost, "/"),
+		newFor: func(authority string) (*auth.Issuer, error) {
+			return auth.NewIssuer(auth.IssuerConfig{AuthorityHost: authority, TenantID: cfg.TenantID, Signer: signer,
+				Logger: log.With("component", "identity", "issuer_of", authority)}, core.NewDirectory(st))
+		}}
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, AuditDir), 0o700); err != nil {
 		return err
 	}
@@ -127,7 +133,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 	members := &members{me: self{cfg: cfg, node: node, hsm: pool}, node: node, st: st, ntls: ntls, fwd: repl.fwd,
 		log: log.With("component", "members")}
 	c, err := core.New(core.Config{HSM: pool, CAFingerprint: caFP, Cache: hsm.NewCache(cacheSize), Replicator: repl, State: st,
-		Tokens: poolAudiences{tokens: issuer, st: st}, Cluster: clusterInfo{node}, Membership: members, Audiences: []string{cfg.Resource()}, Audit: auditLog,
+		Tokens: tokens, Cluster: clusterInfo{node}, Membership: members, Audiences: []string{cfg.Resource()}, Audit: auditLog,
 		Logger: log.With("component", "core")})
 	if err != nil {
 		return err

@@ -24,7 +24,7 @@ func (s *State) putNode(t int64, op *pb.PutNode) (change, error) {
 		return change{}, err
 	}
 	pool := proto.Clone(s.pool).(*pb.PoolRecord)
-	rec := &pb.NodeRecord{NodeId: n.NodeId, NodeAddr: n.NodeAddr, Url: n.Url, Updated: t}
+	rec := &pb.NodeRecord{NodeId: n.NodeId, NodeAddr: n.NodeAddr, Url: n.Url, AuthorityHost: n.AuthorityHost, Updated: t}
 	i, found := slices.BinarySearchFunc(pool.Nodes, n.NodeId, func(r *pb.NodeRecord, id string) int { return strings.Compare(r.NodeId, id) })
 	switch {
 	case found:
@@ -60,6 +60,9 @@ func checkNodeRecord(n *pb.NodeRecord) error {
 	}
 	if u := n.GetUrl(); u != "" && !strings.HasPrefix(u, "https://") {
 		return errBadParameter("url %q: want https://host:port", u)
+	}
+	if a := n.GetAuthorityHost(); a != "" && (!strings.HasPrefix(a, "https://") || strings.Count(a, "/") != 2) {
+		return errBadParameter("authority_host %q: want https://host[:port] with no path", a)
 	}
 	return nil
 }

@@ -14,7 +14,7 @@ func TestNodeMap(t *testing.T) {
 	s := newActive(t)
 	apply := func(c *pb.Command) error { return s.Apply(s.Index()+1, c) }
 	for _, id := range []string{"node-3", "node-1", "node-2"} {
-		if err := apply(cmdAt(t0+10, &pb.PutNode{Node: &pb.NodeRecord{NodeId: id, NodeAddr: "127.0.0.1:1" + id[5:], Url: "https://127.0.0.1:8443"}})); err != nil {
+		if err := apply(cmdAt(t0+10, &pb.PutNode{Node: &pb.NodeRecord{NodeId: id, NodeAddr: "127.0.0.1:1" + id[5:], Url: "https://127.0.0.1:8443", AuthorityHost: "https://127.0.0.1:8443"}})); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -45,7 +45,7 @@ func TestNodeMap(t *testing.T) {
 	if err := s2.RestoreSnapshot(b); err != nil {
 		t.Fatal(err)
 	}
-	if len(s2.Nodes()) != 3 || s2.NodeAddr("node-3") != "127.0.0.1:13" {
+	if len(s2.Nodes()) != 3 || s2.NodeAddr("node-3") != "127.0.0.1:13" || s2.Nodes()[2].AuthorityHost != "https://127.0.0.1:8443" {
 		t.Errorf("after a snapshot: %v", s2.Nodes())
 	}
 
@@ -62,6 +62,7 @@ func TestNodeMap(t *testing.T) {
 	for _, bad := range []*pb.NodeRecord{
 		nil, {NodeAddr: "h:1"}, {NodeId: "a b", NodeAddr: "h:1"}, {NodeId: "n", NodeAddr: "nohost"},
 		{NodeId: "n", NodeAddr: ":1"}, {NodeId: "n", NodeAddr: "h:1", Url: "http://h:1"},
+		{NodeId: "n", NodeAddr: "h:1", AuthorityHost: "http://h:1"}, {NodeId: "n", NodeAddr: "h:1", AuthorityHost: "https://h:1/x"},
 	} {
 		before := snap(t, s)
 		if err := apply(cmdAt(t0+40, &pb.PutNode{Node: bad})); !errors.Is(err, fault.BadParameter) {

@@ -2198,11 +2198,16 @@ func (x *PoolRecord) GetNodes() []*NodeRecord {
 // NodeRecord says where a node serves. The Raft configuration holds only each node's Raft
 // address; the node API (which forwarding and cluster status need) and the REST URL are here.
 type NodeRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	NodeAddr      string                 `protobuf:"bytes,2,opt,name=node_addr,json=nodeAddr,proto3" json:"node_addr,omitempty"` // host:port of the node API (gRPC, mutual TLS)
-	Url           string                 `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`                           // the node's REST API, https://host:port
-	Updated       int64                  `protobuf:"varint,4,opt,name=updated,proto3" json:"updated,omitempty"`                  // Unix seconds: the time of the command that wrote it
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	NodeId   string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeAddr string                 `protobuf:"bytes,2,opt,name=node_addr,json=nodeAddr,proto3" json:"node_addr,omitempty"` // host:port of the node API (gRPC, mutual TLS)
+	Url      string                 `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`                           // the node's REST API, https://host:port
+	Updated  int64                  `protobuf:"varint,4,opt,name=updated,proto3" json:"updated,omitempty"`                  // Unix seconds: the time of the command that wrote it
+	// authority_host is the node's identity provider origin (its authority_host setting): the
+	// issuer of the tokens it mints is <authority_host>/<tenant>/v2.0. Every node accepts tokens
+	// of every node's issuer (they share the signing key), so that a client may get its token
+	// from any node.
+	AuthorityHost string `protobuf:"bytes,5,opt,name=authority_host,json=authorityHost,proto3" json:"authority_host,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2263,6 +2268,13 @@ func (x *NodeRecord) GetUpdated() int64 {
 		return x.Updated
 	}
 	return 0
+}
+
+func (x *NodeRecord) GetAuthorityHost() string {
+	if x != nil {
+		return x.AuthorityHost
+	}
+	return ""
 }
 
 // PutNode adds or replaces the record of node.node_id.
@@ -2774,13 +2786,14 @@ const file_hsmpool_v1_state_proto_rawDesc = "" +
 	"\trecovered\x18\x13 \x01(\bR\trecovered\x12<\n" +
 	"\vjoin_tokens\x18\x14 \x03(\v2\x1b.hsmpool.v1.JoinTokenRecordR\n" +
 	"joinTokens\x12,\n" +
-	"\x05nodes\x18\x15 \x03(\v2\x16.hsmpool.v1.NodeRecordR\x05nodes\"n\n" +
+	"\x05nodes\x18\x15 \x03(\v2\x16.hsmpool.v1.NodeRecordR\x05nodes\"\x95\x01\n" +
 	"\n" +
 	"NodeRecord\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
 	"\tnode_addr\x18\x02 \x01(\tR\bnodeAddr\x12\x10\n" +
 	"\x03url\x18\x03 \x01(\tR\x03url\x12\x18\n" +
-	"\aupdated\x18\x04 \x01(\x03R\aupdated\"5\n" +
+	"\aupdated\x18\x04 \x01(\x03R\aupdated\x12%\n" +
+	"\x0eauthority_host\x18\x05 \x01(\tR\rauthorityHost\"5\n" +
 	"\aPutNode\x12*\n" +
 	"\x04node\x18\x01 \x01(\v2\x16.hsmpool.v1.NodeRecordR\x04node\"%\n" +
 	"\n" +
