@@ -33,7 +33,7 @@ type poolTokens struct {
 	own    *auth.Issuer
 	st     *state.State
 	newFor func(authority string) (*auth.Issuer, error) // an Issuer for another node's authority host
-	self   string                                        // this node's authority host
+	self   string                                       // this node's authority host
 
 	mu    sync.Mutex
 	peers map[string]*auth.Issuer // by authority host
