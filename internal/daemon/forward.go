@@ -225,7 +225,7 @@ func (f *forwarder) Close() error {
 func (n *nodeTLS) client(id string) *tls.Config {
 	return &tls.Config{
 		MinVersion:           tls.VersionTLS13,
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &n.cert, nil },
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return n.certificate() },
 		InsecureSkipVerify:   true, // replaced by VerifyPeerCertificate, which checks the chain and the node ID
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
 			chain, err := parseChain(raw)

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -27,7 +28,8 @@ const (
 type nodeTLS struct {
 	cas    *x509.CertPool
 	caDER  []byte
-	cert   tls.Certificate
+	cert   tls.Certificate // used when src is nil (tests)
+	src    *certSource     // the certificate files, read again when they change
 	selfID string
 
 	mu      sync.Mutex
@@ -39,7 +41,7 @@ type nodeTLS struct {
 // configuration: as long as the leader tries to add it.
 var admitFor = addVoterTimeout + time.Minute
 
-func loadNodeTLS(cfg Config) (*nodeTLS, error) {
+func loadNodeTLS(cfg Config, log *slog.Logger) (*nodeTLS, error) {
 	cas, err := pki.CertPool(cfg.TLS.CAFile)
 	if err != nil {
 		return nil, fmt.Errorf("tls.ca_file: %w", err)
@@ -55,17 +57,27 @@ func loadNodeTLS(cfg Config) (*nodeTLS, error) {
 	if sha256.Sum256(caDER) != *fp {
 		return nil, errors.New("tls.ca_file: unreadable")
 	}
-	cert, err := tls.LoadX509KeyPair(cfg.Raft.CertFile, cfg.Raft.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("raft.cert_file, raft.key_file: %w", err)
+	src := &certSource{certFile: cfg.Raft.CertFile, keyFile: cfg.Raft.KeyFile, caDER: caDER, selfID: cfg.Raft.NodeID, log: log}
+	if _, err := src.get(); err != nil {
+		return nil, err
 	}
-	cert.Certificate = append(cert.Certificate, caDER)
-	return &nodeTLS{cas: cas, caDER: caDER, cert: cert, selfID: cfg.Raft.NodeID, pending: map[string]time.Time{}}, nil
+	// Checked at each reload, not at the first load: cluster.Open checks the first one and
+	// says why it is refused.
+	src.cas = cas
+	return &nodeTLS{cas: cas, caDER: caDER, src: src, selfID: cfg.Raft.NodeID, pending: map[string]time.Time{}}, nil
+}
+
+// certificate is this node's certificate as presented now.
+func (n *nodeTLS) certificate() (*tls.Certificate, error) {
+	if n.src != nil {
+		return n.src.get()
+	}
+	return &n.cert, nil
 }
 
 // cluster is the Raft transport's TLS settings.
 func (n *nodeTLS) cluster() *cluster.TLS {
-	return &cluster.TLS{CAs: n.cas, GetCertificate: func() (*tls.Certificate, error) { return &n.cert, nil }, Allowed: n.allowed}
+	return &cluster.TLS{CAs: n.cas, GetCertificate: n.certificate, Allowed: n.allowed}
 }
 
 // allowed admits this node, the servers of the latest Raft configuration and the nodes that
@@ -132,8 +144,9 @@ func (n *nodeTLS) forget(id string) {
 // none yet; one that is given must chain to the pool CA with clientAuth usage. Methods other
 // than Join check it further (peerNode).
 func (n *nodeTLS) server() *tls.Config {
-	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{n.cert},
-		ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: n.cas}
+	return &tls.Config{MinVersion: tls.VersionTLS13,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return n.certificate() },
+		ClientAuth:     tls.VerifyClientCertIfGiven, ClientCAs: n.cas}
 }
 
 // pinnedClient is the TLS of a joining node's call: it has only the fingerprint of the pool

@@ -83,6 +83,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 	}
 	closers = append(closers, pool.Close)
 
+	// The node certificate: renewed from the CA key when it expires within 30 days, now and
+	// daily; the transport and the node API read the files again when they change.
+	renewAndLog(cfg, log.With("component", "node-cert"))
+	renewCtx, stopRenew := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRenew()
+	go keepNodeCertFresh(renewCtx, cfg, log.With("component", "node-cert"))
+
 	st := state.New()
 	node, ntls, err := openCluster(ctx, cfg, st, log, false)
 	if err != nil {
@@ -213,7 +220,7 @@ func openCluster(ctx context.Context, cfg Config, st *state.State, log *slog.Log
 	cc.BindAddr = cfg.Raft.BindAddr
 	cc.Logger = log.With("component", "raft")
 	if cfg.Raft.mTLS() {
-		if ntls, err = loadNodeTLS(cfg); err != nil {
+		if ntls, err = loadNodeTLS(cfg, log.With("component", "node-cert")); err != nil {
 			return nil, nil, err
 		}
 		cc.TLS = ntls.cluster()
