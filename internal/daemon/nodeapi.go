@@ -45,7 +45,7 @@ type self struct {
 func (s self) status(ctx context.Context) *pb.NodeStatus {
 	st := s.node.Status()
 	ns := &pb.NodeStatus{NodeId: s.cfg.Raft.NodeID, RaftAddr: st.Address, NodeAddr: s.cfg.Raft.NodeAddr, Url: s.cfg.URL(),
-		Role: st.State.String(), Term: st.Term, LastIndex: st.LastIndex, CommitIndex: st.CommitIndex,
+		Role: capitalize(st.State.String()), Term: st.Term, LastIndex: st.LastIndex, CommitIndex: st.CommitIndex,
 		AppliedIndex: st.AppliedIndex, LastContactMs: -1, Reachable: true, Version: Version}
 	switch {
 	case st.State == cluster.Leader:
