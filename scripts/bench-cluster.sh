@@ -9,12 +9,14 @@
 # from $CLUSTER_PORT (default 9743: nodes on 9743, 9753, 9763, each port and the next two):
 #   1. node 1 alone ("hsmpoold dev --node-addr", activated): ES256 signing (sign) and AES-256 key creation (create,
 #      oct-HSM, comparable to OpenBao transit's default aes256-gcm96) with hsmpool-load, the node's CPU time read;
-#   2. nodes 2 and 3 join; the same two through all three nodes (the clients round-robin over them);
+#   2. nodes 2 and 3 join; the same two through all three nodes (the clients round-robin over them), and the creates
+#      once more through the leader alone;
 #   3. failover: writers create keys through every node while the script kills the leader with SIGKILL --failovers
 #      times (restarting it and waiting for three members in between); hsmpool-load failover reports, per kill, the
 #      time to the acknowledgement of the first write sent after it;
 #   4. catchup: a follower is stopped (SIGTERM), --catchup-keys keys are created through the leader, the follower is
-#      started again, and hsmpool-load catchup reports when its applied index reaches the leader's commit index.
+#      started again, and hsmpool-load catchup reports when its applied index reaches the leader's commit index; then
+#      a fourth node joins (its own token, the SO step by the script) and is measured the same way from its start.
 # Each section prints the machine's load average first: the load generator and all three nodes share this machine.
 # The binaries come from $BIN (default bin; make bench-cluster builds them).
 set -euo pipefail
@@ -136,6 +138,12 @@ measure() {
 	if want create; then
 		section "AES-256 key creation (oct-HSM, replicated), through $# node(s), ${#node_pid[@]} node(s) running"
 		load --op create-aes256 --clients "$clients" --duration "$duration" --warmup "$warmup" "${u[@]}" "${p[@]}"
+		if (($# > 1)); then
+			local li
+			li=$(leader_index)
+			section "AES-256 key creation (oct-HSM, replicated), through the leader (node $li) alone, ${#node_pid[@]} nodes running"
+			load --op create-aes256 --clients "$clients" --duration "$duration" --warmup "$warmup" --url "$(node_url "$li")" "${p[@]}"
+		fi
 	fi
 }
 
@@ -182,6 +190,16 @@ catchup() {
 	resume_node "$f"
 	load catchup --url "$(node_url "$li")" --node "$(node_id "$f")" --since "$since" --interval 20ms
 	wait_serving "$f"
+
+	section "Catch-up: a new node 4 joins through node 1 (the SO step by this script) and catches up"
+	since=$(now_ns)
+	load catchup --url "$(node_url "$li")" --node "node-$(node_port 4)" --since "$since" --interval 20ms \
+		>"$CLUSTER_DIR/catchup4.out" 2>"$CLUSTER_DIR/catchup4.err" &
+	load_pid=$!
+	join_node 4 1
+	wait "$load_pid" || say "hsmpool-load catchup failed: $(cat "$CLUSTER_DIR/catchup4.err")"
+	load_pid=""
+	cat "$CLUSTER_DIR/catchup4.out"
 }
 
 main() {
