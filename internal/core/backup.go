@@ -74,9 +74,6 @@ func (s *keysServer) RestoreKey(ctx context.Context, r *pb.Blob) (*pb.Key, error
 		return nil, invalid
 	}
 	rec.Deletion = nil
-	if err := c.nameUsable(rec.Name); err != nil {
-		return nil, err
-	}
 	if _, err := c.st.Key(rec.Name); err == nil {
 		return nil, rpcerr.New(fault.Conflict, "Conflict", "Key %s already exists: a backup restores only under a free name (delete and purge the key first).", rec.Name)
 	}

@@ -196,7 +196,9 @@ func (c *Core) newVersion(ctx context.Context, k *hsm.Key, kty string, ops []str
 	return v, nil
 }
 
-// putVersion proposes a new version and answers from the state.
+// putVersion proposes a new version and answers from the state. The version was applied when
+// propose returns; if a write applied after it (a delete by another client) hides it from the
+// state already, the answer is the version as applied, not a 404 for a create that took effect.
 func (c *Core) putVersion(ctx context.Context, name string, v *pb.KeyVersion, now int64) (*pb.Key, error) {
 	cmd := &pb.Command{Op: &pb.Command_PutKeyVersion{PutKeyVersion: &pb.PutKeyVersion{Name: name, Version: v, MaxVersions: maxVersions}}}
 	if err := c.propose(ctx, time.Unix(now, 0), cmd); err != nil {
@@ -204,7 +206,7 @@ func (c *Core) putVersion(ctx context.Context, name string, v *pb.KeyVersion, no
 	}
 	rec, got, err := c.st.Version(name, v.Version)
 	if err != nil {
-		return nil, err
+		return toKey(&pb.KeyRecord{Name: name}, v), nil
 	}
 	return toKey(rec, got), nil
 }
@@ -220,9 +222,6 @@ func (s *keysServer) CreateKey(ctx context.Context, r *pb.CreateKeyRequest) (*pb
 	if err != nil {
 		return nil, err
 	}
-	if err := c.nameUsable(r.Name); err != nil {
-		return nil, err
-	}
 	k, err := c.hsm.Generate(ctx, spec, hsm.UseAll)
 	if err != nil {
 		return nil, err
@@ -236,14 +235,10 @@ func (s *keysServer) CreateKey(ctx context.Context, r *pb.CreateKeyRequest) (*pb
 	return c.putVersion(ctx, r.Name, v, now)
 }
 
-// nameUsable refuses a soft-deleted name before the HSM work; the state checks again on apply.
-func (c *Core) nameUsable(name string) error {
-	if _, err := c.st.DeletedKey(name); err == nil {
-		return &rpcerr.Error{Kind: fault.Conflict, Code: "Conflict", Inner: "ObjectIsDeletedButRecoverable",
-			Msg: fmt.Sprintf("Key %s is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the key can only be recovered or purged.", name)}
-	}
-	return nil
-}
+// A create, import or restore does not refuse a soft-deleted name from this node's state: on a
+// follower that state may not yet hold a purge another node acknowledged, and the refusal would
+// contradict it (TestCluster5Faults found such 409s). The state refuses the name on apply, on
+// every node alike, with the same 409 (ObjectIsDeletedButRecoverable).
 
 func (s *keysServer) ImportKey(ctx context.Context, r *pb.ImportKeyRequest) (*pb.Key, error) {
 	c := s.c
@@ -289,9 +284,6 @@ func (s *keysServer) ImportKey(ctx context.Context, r *pb.ImportKeyRequest) (*pb
 	}
 	opList, err := checkOps(t, ops)
 	if err != nil {
-		return nil, err
-	}
-	if err := c.nameUsable(r.Name); err != nil {
 		return nil, err
 	}
 	k, err := c.hsm.Import(ctx, spec, hsm.UseAll, m)
@@ -444,14 +436,19 @@ func (s *keysServer) RecoverDeletedKey(ctx context.Context, r *pb.KeyRef) (*pb.K
 
 func (s *keysServer) PurgeDeletedKey(ctx context.Context, r *pb.KeyRef) (*emptypb.Empty, error) {
 	c := s.c
+	// The state that applies the purge decides whether the key is deleted (404 otherwise): this
+	// node's may lag behind a delete another node acknowledged. The local record, deleted or not
+	// yet, names the versions whose handles this node drops.
 	rec, err := c.st.DeletedKey(r.Name)
 	if err != nil {
-		return nil, err
+		rec, _ = c.st.Key(r.Name)
 	}
 	if err := c.propose(ctx, c.now(), &pb.Command{Op: &pb.Command_PurgeKey{PurgeKey: &pb.PurgeKey{Name: r.Name}}}); err != nil {
 		return nil, err
 	}
-	c.forget(ctx, rec)
+	if rec != nil {
+		c.forget(ctx, rec)
+	}
 	return &emptypb.Empty{}, nil
 }
 
