@@ -258,3 +258,39 @@ func propose(ctx context.Context, node *cluster.Node, cmd *pb.Command) error {
 	_, err = node.Apply(ctx, b)
 	return err
 }
+
+// staleOfferAge is when a pending join's offer in DIR/joins counts as abandoned: far beyond
+// the join token's hour and the joiner's default 15-minute wait.
+const staleOfferAge = 24 * time.Hour
+
+// dropStaleOffers removes the offers of joins abandoned for staleOfferAge, so that DIR/joins
+// does not grow and trust-join-key lists only live joins. It returns how many it removed.
+func dropStaleOffers(dataDir string, now time.Time) int {
+	files, err := filepath.Glob(filepath.Join(dataDir, JoinsDir, "*.pem"))
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, f := range files {
+		if fi, err := os.Stat(f); err == nil && now.Sub(fi.ModTime()) > staleOfferAge && os.Remove(f) == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// keepJoinsClean drops stale offers now and hourly until ctx ends.
+func keepJoinsClean(ctx context.Context, dataDir string, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n := dropStaleOffers(dataDir, time.Now()); n > 0 {
+			log.Info("dropped the offers of abandoned joins", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -108,3 +108,30 @@ func TestRenewNodeCert(t *testing.T) {
 		t.Errorf("after another node's certificate: %v, %v; want the previous certificate", c, err)
 	}
 }
+
+// TestDropStaleOffers: the offer of a join abandoned for a day is removed; a recent one stays.
+func TestDropStaleOffers(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, JoinsDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old, fresh := filepath.Join(dir, JoinsDir, "6e6f64652d31.pem"), filepath.Join(dir, JoinsDir, "6e6f64652d32.pem")
+	for _, f := range []string{old, fresh} {
+		if err := os.WriteFile(f, []byte("offer"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	past := time.Now().Add(-25 * time.Hour)
+	if err := os.Chtimes(old, past, past); err != nil {
+		t.Fatal(err)
+	}
+	if n := dropStaleOffers(dir, time.Now()); n != 1 {
+		t.Errorf("dropped %d, want 1", n)
+	}
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Errorf("the stale offer is still there: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("the recent offer is gone: %v", err)
+	}
+}

@@ -160,6 +160,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Ready)) (
 		closers = append(closers, func() error { stopNodeAPI(); return nil })
 		left = js.left
 		go registerSelf(hk, cfg, st, repl, log.With("component", "node-map"))
+		go keepJoinsClean(hk, cfg.DataDir, log.With("component", "node-api"))
 	}
 
 	// The gateway reaches the core only through its gRPC API, in process: the generated clients
