@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -398,6 +399,29 @@ func (nd *clusterNode) kill() {
 	}
 	cmd.Process.Kill()
 	<-done
+}
+
+// waitExit waits for the node's process to end by itself; it is an error when it does not within
+// d (it is then killed) or exits other than 0.
+func (nd *clusterNode) waitExit(d time.Duration) error {
+	nd.mu.Lock()
+	cmd, done := nd.cmd, nd.done
+	nd.cmd = nil
+	nd.mu.Unlock()
+	if cmd == nil {
+		return errors.New("not running")
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("exited with %v\n%s", err, nd.stderr)
+		}
+		return nil
+	case <-time.After(d):
+		cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("still ran %v later\n%s", d, nd.stderr)
+	}
 }
 
 // pause stops the node's process with SIGSTOP; resume continues it.

@@ -16,8 +16,10 @@ import (
 	"math/big"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,8 +32,12 @@ import (
 // joins through node 1, node 3 through node 2 (a follower). Every node serves every key,
 // whichever node created it, and signs with its own HSM; a key disabled through node 3 stops
 // signing on the other two (the time it takes is measured); a node stopped while 50 keys are
-// made catches up when it starts again on its data directory; and no file of any node's data
-// directory holds the bytes of an imported key.
+// made catches up when it starts again on its data directory; GET /cluster/status and
+// "hsmpool cluster status" on every node show three reachable nodes and one leader; node 3,
+// removed with DELETE /cluster/nodes/{id} while it runs, can no longer write (the others refuse
+// its certificate) while nodes 1 and 2 serve on; node 2 leaves with "hsmpoold leave" and cannot
+// be started again; node 1 serves alone; and no file of any node's data directory holds the
+// bytes of an imported key.
 func TestCluster3(t *testing.T) {
 	requireTool(t, "softhsm2-util", "softhsm2")
 	c := startCluster(t, 3, func(k int) int { return k - 1 })
@@ -42,8 +48,10 @@ func TestCluster3(t *testing.T) {
 	t.Run("every node serves every key", func(t *testing.T) { testEveryNodeServes(t, c, known) })
 	t.Run("disable propagates", func(t *testing.T) { testDisablePropagates(t, c) })
 	t.Run("a stopped node catches up", func(t *testing.T) { testCatchUp(t, c, c.nodes[1], 50) })
-
 	c.waitConverged(30 * time.Second)
+	t.Run("cluster status", func(t *testing.T) { testClusterStatus(t, c) })
+	t.Run("remove and leave", func(t *testing.T) { testRemoveAndLeave(t, c) })
+
 	c.stopAll()
 	for _, nd := range c.nodes {
 		known.scanDir(t, nd.dir)
@@ -327,4 +335,186 @@ func containsAll(have, want []string) bool {
 		}
 	}
 	return true
+}
+
+// clusterStatusJSON is GET /cluster/status and "hsmpool cluster status -o json".
+type clusterStatusJSON struct {
+	LeaderID   string `json:"leaderId"`
+	AnsweredBy string `json:"answeredBy"`
+	Nodes      []struct {
+		NodeID       string `json:"nodeId"`
+		Role         string `json:"role"`
+		Suffrage     string `json:"suffrage"`
+		AppliedIndex uint64 `json:"appliedIndex"`
+		Lag          uint64 `json:"lag"`
+		HSMOk        bool   `json:"hsmOk"`
+		HSMError     string `json:"hsmError"`
+		Reachable    bool   `json:"reachable"`
+		Error        string `json:"error"`
+	} `json:"nodes"`
+}
+
+// problems says what is wrong with a status of the nodes want, all reachable voters with a
+// working HSM and one leader, answered by node by; "" when nothing is.
+func (s clusterStatusJSON) problems(by string, want ...string) string {
+	var p []string
+	if s.AnsweredBy != by {
+		p = append(p, fmt.Sprintf("answered by %q, want %q", s.AnsweredBy, by))
+	}
+	var ids, leaders []string
+	for _, n := range s.Nodes {
+		ids = append(ids, n.NodeID)
+		if n.Role == "Leader" {
+			leaders = append(leaders, n.NodeID)
+		}
+		if !n.Reachable || !n.HSMOk || n.Suffrage != "Voter" {
+			p = append(p, fmt.Sprintf("%s: reachable %v, HSM ok %v (%s), suffrage %s, error %q", n.NodeID, n.Reachable, n.HSMOk, n.HSMError, n.Suffrage, n.Error))
+		}
+	}
+	slices.Sort(ids)
+	want = slices.Sorted(slices.Values(want))
+	if !slices.Equal(ids, want) {
+		p = append(p, fmt.Sprintf("nodes %v, want %v", ids, want))
+	}
+	if len(leaders) != 1 || leaders[0] != s.LeaderID {
+		p = append(p, fmt.Sprintf("leaders %v, leaderId %q", leaders, s.LeaderID))
+	}
+	return strings.Join(p, "; ")
+}
+
+// waitStatus asks nd for the cluster status until it shows the nodes want (see problems).
+func waitStatus(t *testing.T, nd *clusterNode, want ...string) clusterStatusJSON {
+	t.Helper()
+	var s clusterStatusJSON
+	var last string
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		st, body, err := nd.rest.do(ctx, http.MethodGet, "/cluster/status?api-version=2025-07-01", nil)
+		if err != nil || st != http.StatusOK {
+			last = fmt.Sprintf("%d %s %v", st, body, err)
+			continue
+		}
+		s = clusterStatusJSON{}
+		if err := json.Unmarshal(body, &s); err != nil {
+			t.Fatalf("GET /cluster/status on node %d: %v\n%s", nd.n, err, body)
+		}
+		if last = s.problems(nd.id, want...); last == "" {
+			return s
+		}
+	}
+	t.Fatalf("GET /cluster/status on node %d: %s", nd.n, last)
+	return s
+}
+
+// testClusterStatus asks every node for the cluster status, through REST and through
+// "hsmpool cluster status -o json --url" with node 1's client file.
+func testClusterStatus(t *testing.T, c *testCluster) {
+	var ids []string
+	for _, nd := range c.nodes {
+		ids = append(ids, nd.id)
+	}
+	cli := buildHsmpool(t)
+	for _, nd := range c.nodes {
+		s := waitStatus(t, nd, ids...)
+		t.Logf("node %d: leader %s, %d nodes", nd.n, s.LeaderID, len(s.Nodes))
+	}
+	<-cli.done
+	if cli.err != nil {
+		t.Fatal(cli.err)
+	}
+	for _, nd := range c.nodes {
+		cmd := exec.Command(cli.path, "cluster", "status", "-o", "json", "--url", nd.pool.client.URL)
+		cmd.Env = append(os.Environ(), "HSMPOOL_CLIENT_FILE="+filepath.Join(c.nodes[0].dir, "client.json"))
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("hsmpool cluster status --url %s: %v\n%s", nd.pool.client.URL, err, out)
+		}
+		var s clusterStatusJSON
+		if err := json.Unmarshal(out, &s); err != nil {
+			t.Fatalf("hsmpool cluster status -o json: %v\n%s", err, out)
+		}
+		if p := s.problems(nd.id, ids...); p != "" {
+			t.Errorf("hsmpool cluster status --url %s: %s", nd.pool.client.URL, p)
+		}
+	}
+}
+
+// createRaw creates an EC key through nd, retrying a 503 (no leader yet) for up to 20 s.
+func createRaw(nd *clusterNode, name string) (int, []byte, error) {
+	var st int
+	var body []byte
+	var err error
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		st, body, err = nd.rest.doJSON(rctx, http.MethodPost, "/keys/"+name+"/create?api-version=7.4", map[string]string{"kty": "EC-HSM", "crv": "P-256"})
+		cancel()
+		if err == nil && st != http.StatusServiceUnavailable {
+			break
+		}
+	}
+	return st, body, err
+}
+
+// testRemoveAndLeave removes node 3 while it runs, then makes node 2 leave.
+func testRemoveAndLeave(t *testing.T, c *testCluster) {
+	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
+	st, body, err := n1.rest.do(ctx, http.MethodDelete, "/cluster/nodes/"+n3.id+"?api-version=2025-07-01", nil)
+	if err != nil || st != http.StatusNoContent {
+		t.Fatalf("DELETE /cluster/nodes/%s through node 1: %d %s %v", n3.id, st, body, err)
+	}
+	waitStatus(t, n1, n1.id, n2.id)
+	// Node 3 still runs, but the others refuse its certificate: its writes, forwarded to the
+	// leader, fail.
+	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	st, body, err = n3.rest.doJSON(rctx, http.MethodPost, "/keys/after-removal-via-3/create?api-version=7.4", map[string]string{"kty": "EC-HSM", "crv": "P-256"})
+	cancel()
+	if err == nil && st < 300 {
+		t.Errorf("a create through removed node 3 succeeded: %d %s", st, body)
+	}
+	t.Logf("a create through removed node 3: %d %.200s %v", st, body, err)
+	d := digest(sha256.New, "after node 3 was removed")
+	for _, nd := range []*clusterNode{n1, n2} {
+		name := fmt.Sprintf("after-removal-via-%d", nd.n)
+		if st, body, err := createRaw(nd, name); err != nil || st != http.StatusOK {
+			t.Fatalf("create through node %d after node 3 was removed: %d %s %v", nd.n, st, body, err)
+		}
+	}
+	// Nor does node 3 receive what the pool writes now.
+	time.Sleep(500 * time.Millisecond)
+	if st, _, err := n3.rest.do(ctx, http.MethodGet, "/keys/after-removal-via-1?api-version=7.4", nil); err != nil || st != http.StatusNotFound {
+		t.Errorf("removed node 3 on a key made after its removal: %d %v, want 404", st, err)
+	}
+	n3.stop()
+	c.waitConverged(10 * time.Second)
+	for _, nd := range []*clusterNode{n1, n2} {
+		for _, name := range []string{"after-removal-via-1", "after-removal-via-2"} {
+			if st, body, err := signRaw(ctx, nd.rest, name, d); err != nil || st != http.StatusOK {
+				t.Errorf("node %d: sign with %s: %d %s %v", nd.n, name, st, body, err)
+			}
+		}
+	}
+
+	// Node 2 leaves: its daemon removes itself, destroys the KEK in its token and exits 0.
+	out, err := exec.Command(hsmpooldBinary(t), "leave", "--config", filepath.Join(n2.dir, "hsmpoold.json")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "the domain KEK in its token is destroyed") {
+		t.Fatalf("hsmpoold leave on node 2: %v\n%s", err, out)
+	}
+	if err := n2.waitExit(30 * time.Second); err != nil {
+		t.Errorf("node 2 after leaving: %v", err)
+	}
+	waitStatus(t, n1, n1.id)
+	if st, body, err := createRaw(n1, "after-node-2-left"); err != nil || st != http.StatusOK {
+		t.Fatalf("create through node 1 alone: %d %s %v", st, body, err)
+	}
+	if st, body, err := signRaw(ctx, n1.rest, "after-node-2-left", d); err != nil || st != http.StatusOK {
+		t.Errorf("node 1 alone: sign: %d %s %v", st, body, err)
+	}
+	// Node 2's data directory does not run again.
+	err = n2.launch(30 * time.Second)
+	if err == nil {
+		n2.kill()
+		t.Fatal("node 2 starts again on its data directory after it left")
+	}
+	if !strings.Contains(err.Error(), "left its pool") {
+		t.Errorf("node 2 again after it left: %v", err)
+	}
 }
