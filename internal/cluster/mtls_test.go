@@ -83,9 +83,10 @@ func openTLSNode(t *testing.T, p *testPool, id string, bootstrap bool, certFrom 
 	cfg.NodeID = id
 	cfg.DataDir = filepath.Join(t.TempDir(), id)
 	// Three nodes under -race on a busy machine: timings that keep elections quick but
-	// do not flap.
-	cfg.HeartbeatTimeout = 100 * time.Millisecond
-	cfg.ElectionTimeout = 100 * time.Millisecond
+	// do not flap. 100 ms lost the leadership (its lease) while other test processes held
+	// both cores.
+	cfg.HeartbeatTimeout = 300 * time.Millisecond
+	cfg.ElectionTimeout = 300 * time.Millisecond
 	roots := p.roots
 	if certFrom != p {
 		roots = certFrom.roots // a foreign node trusts its own CA, so that it can start
