@@ -165,7 +165,19 @@ SIGINT or SIGTERM stops it gracefully.`,
 func printDev(w io.Writer, cfg daemon.Config, r daemon.Ready, verb string) {
 	client := filepath.Join(cfg.DataDir, "client.json")
 	if _, err := os.Stat(client); err != nil {
-		client = "the client.json of the node that made the pool"
+		// A node that joined a pool has no credentials of its own: the pool's client file
+		// (node 1's) reaches it with --url.
+		fmt.Fprintf(w, `hsmpool dev pool %q %s, serving on %s
+  URL:          %s   (also https://%s with challenge-resource verification off)
+  CA:           %s
+  node:         %s   node API: %s
+  tenant:       %s   authority host: %s
+
+Next steps, with the client.json of the node that made the pool:
+  hsmpool cluster status --url %s
+Stop with Ctrl-C; run the same command again to resume this node.
+`, cfg.Name, verb, r.Addr, r.URL, cfg.Listen, cfg.TLS.CAFile, cfg.Raft.NodeID, cfg.Raft.NodeAddr, cfg.TenantID, cfg.AuthorityHost, r.URL)
+		return
 	}
 	fmt.Fprintf(w, `hsmpool dev pool %q %s, serving on %s
   URL:          %s   (also https://%s with challenge-resource verification off)
