@@ -112,6 +112,16 @@ type forwarder struct {
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn // by node ID and address
+
+	leaderOf func() string // the leader's ID; nil: the Raft node's (tests replace it)
+}
+
+func (f *forwarder) leaderID() string {
+	if f.leaderOf != nil {
+		return f.leaderOf()
+	}
+	id, _ := f.n.Leader()
+	return id
 }
 
 func newForwarder(n *cluster.Node, ntls *nodeTLS, st *state.State, addrs map[string]string) *forwarder {
@@ -131,7 +141,7 @@ func (f *forwarder) addrOf(id string) string {
 
 // leader returns the ID of the leader this node knows and a client of its node API.
 func (f *forwarder) leader() (string, pb.NodeClient, error) {
-	id, _ := f.n.Leader()
+	id := f.leaderID()
 	if id == "" {
 		return "", nil, noLeader("no Raft leader is known to take the write; retry")
 	}
@@ -181,7 +191,7 @@ func (f *forwarder) awaitOtherLeader(ctx context.Context, old string) {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if id, _ := f.n.Leader(); id != "" && id != old {
+		if id := f.leaderID(); id != "" && id != old {
 			return
 		}
 		select {
