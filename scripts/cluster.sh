@@ -50,6 +50,9 @@ node_log() { echo "$CLUSTER_DIR/logs/node$1.log"; }
 client_file() { echo "$(node_dir 1)/client.json"; }
 sd_file() { echo "$CLUSTER_DIR/sd.json"; }
 
+# has_left I reports whether node I left the pool ("hsmpoold leave" wrote DIR/LEFT); it is not started again.
+has_left() { [[ -e $(node_dir "$1")/LEFT ]]; }
+
 # node_id I prints the Raft node ID in node I's configuration.
 node_id() {
 	sed -n 's/.*"node_id": *"\([^"]*\)".*/\1/p' "$(node_dir "$1")/hsmpoold.json" | head -n 1
@@ -178,7 +181,11 @@ start_cluster() {
 	local i
 	local -a have=()
 	for ((i = 1; i <= CLUSTER_NODES; i++)); do
-		[[ -e $(node_dir "$i")/hsmpoold.json ]] && have+=("$i")
+		if has_left "$i"; then
+			say "node $i left the pool (hsmpoold leave): not started"
+		elif [[ -e $(node_dir "$i")/hsmpoold.json ]]; then
+			have+=("$i")
+		fi
 	done
 	if [[ ! -e $(node_dir 1)/hsmpoold.json ]]; then
 		((${#have[@]} == 0)) || die "$(node_dir 1) has no pool but other nodes exist: remove $CLUSTER_DIR to start afresh"
@@ -194,9 +201,9 @@ start_cluster() {
 		[[ -e $(sd_file) ]] || say "warning: $(sd_file) is missing; if node 1 was never activated, remove $CLUSTER_DIR and start again"
 	fi
 	for ((i = 2; i <= CLUSTER_NODES; i++)); do
-		[[ -e $(node_dir "$i")/hsmpoold.json ]] || join_node "$i" 1
+		[[ -e $(node_dir "$i")/hsmpoold.json ]] || join_node "$i" "${have[0]:-1}"
 	done
-	wait_members "$CLUSTER_NODES"
+	wait_members "${#node_pid[@]}"
 }
 
 print_info() {
@@ -204,8 +211,12 @@ print_info() {
 	cf=$(cd "$(node_dir 1)" && pwd)/client.json
 	bin=$(cd "$BIN" && pwd)
 	echo
-	echo "hsmpool: a $CLUSTER_NODES-node pool \"$CLUSTER_NAME\" is serving from $CLUSTER_DIR:"
+	echo "hsmpool: pool \"$CLUSTER_NAME\" is serving from $CLUSTER_DIR on ${#node_pid[@]} nodes:"
 	for ((i = 1; i <= CLUSTER_NODES; i++)); do
+		if has_left "$i"; then
+			printf '  node %d  %-12s left the pool\n' "$i" "$(node_id "$i")"
+			continue
+		fi
 		printf '  node %d  %-12s %s   Raft %s, node API %s, log %s\n' "$i" "$(node_id "$i")" "$(node_url "$i")" \
 			"$(node_raft "$i")" "$(node_api "$i")" "$(node_log "$i")"
 	done
@@ -233,16 +244,24 @@ main() {
 	start_cluster
 	print_info
 	local i
-	# Until Ctrl-C, or until a node stops by itself.
-	wait -n "${node_pid[@]}" || true
-	for i in "${!node_pid[@]}"; do
-		if ! kill -0 "${node_pid[$i]}" 2>/dev/null; then
+	# Until Ctrl-C, or until a node stops by itself. A node that left the pool (hsmpoold leave) is let go.
+	while ((${#node_pid[@]} > 0)); do
+		wait -n "${node_pid[@]}" || true
+		for i in "${!node_pid[@]}"; do
+			kill -0 "${node_pid[$i]}" 2>/dev/null && continue
+			wait "${node_pid[$i]}" 2>/dev/null || true
+			unset "node_pid[$i]"
+			if has_left "$i"; then
+				say "node $i left the pool; the other nodes go on"
+				continue
+			fi
 			say "node $i stopped; the end of its log, $(node_log "$i"):"
 			tail -n 20 "$(node_log "$i")" >&2
-		fi
+			say "stopping the other nodes"
+			exit 1
+		done
 	done
-	say "stopping the other nodes"
-	exit 1
+	say "no node runs any more"
 }
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
