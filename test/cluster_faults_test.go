@@ -55,12 +55,14 @@ func TestCluster5Faults(t *testing.T) {
 	for w := range workers {
 		wg.Go(func() { h.work(c, w, stop) })
 	}
+	stopWorkers := sync.OnceFunc(func() {
+		close(stop)
+		wg.Wait()
+	})
+	defer stopWorkers() // when a check below ends the test early
 
 	time.Sleep(3 * time.Second)
-	killed := c.leader()
-	if killed == nil {
-		t.Fatal("no leader before the kill")
-	}
+	killed := c.waitLeader(20 * time.Second)
 	killAt := h.now()
 	killed.kill()
 	t.Logf("killed node %d (%s), the leader, at %v", killed.n, killed.id, killAt)
@@ -90,15 +92,14 @@ func TestCluster5Faults(t *testing.T) {
 	t.Logf("SIGSTOP nodes %d (leader) and %d at %v", minority[0].n, minority[1].n, pauseAt)
 	majorityLeader := c.waitLeader(30 * time.Second)
 	t.Logf("node %d leads the majority %v after the SIGSTOP", majorityLeader.n, h.now()-pauseAt)
-	time.Sleep(4 * time.Second)
+	time.Sleep(5 * time.Second)
 	resumeAt := h.now()
 	for _, nd := range minority {
 		nd.resume()
 	}
 	t.Logf("SIGCONT at %v", resumeAt)
 	time.Sleep(3 * time.Second)
-	close(stop)
-	wg.Wait()
+	stopWorkers()
 	end := h.now()
 
 	c.waitLeader(30 * time.Second)
