@@ -385,7 +385,10 @@ func (s *keysServer) UpdateKey(ctx context.Context, r *pb.UpdateKeyRequest) (*pb
 		return nil, err
 	}
 	t, _, _ := keyType(v.Kty)
-	up := &pb.UpdateKeyVersion{Name: r.Name, Version: v.Version, Tags: r.Tags}
+	// Without a version the command names none: the state that applies it updates the version
+	// current then. This node's state may lag behind a rotation another node acknowledged, and a
+	// PATCH must not land on the version that was current here.
+	up := &pb.UpdateKeyVersion{Name: r.Name, Version: r.Version, Tags: r.Tags}
 	if r.KeyOps != nil {
 		ops, err := checkOps(t, r.KeyOps)
 		if err != nil {
@@ -411,7 +414,7 @@ func (s *keysServer) UpdateKey(ctx context.Context, r *pb.UpdateKeyRequest) (*pb
 	if err := c.propose(ctx, c.now(), &pb.Command{Op: &pb.Command_UpdateKeyVersion{UpdateKeyVersion: up}}); err != nil {
 		return nil, err
 	}
-	return s.GetKey(ctx, &pb.KeyRef{Name: r.Name, Version: v.Version})
+	return s.GetKey(ctx, &pb.KeyRef{Name: r.Name, Version: r.Version})
 }
 
 func (s *keysServer) DeleteKey(ctx context.Context, r *pb.KeyRef) (*pb.Key, error) {
