@@ -15,7 +15,8 @@
 #      times (restarting it and waiting for three members in between); hsmpool-load failover reports, per kill, the
 #      time to the acknowledgement of the first write sent after it;
 #   4. catchup: a follower is stopped (SIGTERM), --catchup-keys keys are created through the leader, the follower is
-#      started again, and hsmpool-load catchup reports when its applied index reaches the leader's commit index; then
+#      started again, and hsmpool-load catchup reports when its applied index, as it reports it itself, reaches the
+#      leader's commit index at its start; then
 #      a fourth node joins (its own token, the SO step by the script) and is measured the same way from its start.
 # Each section prints the machine's load average first: the load generator and all three nodes share this machine.
 # The binaries come from $BIN (default bin; make bench-cluster builds them).
@@ -188,12 +189,12 @@ catchup() {
 	load --op create-aes256 --url "$(node_url "$li")" --clients 16 --warmup 0s --duration 30m --requests "$catchup_keys"
 	since=$(now_ns)
 	resume_node "$f"
-	load catchup --url "$(node_url "$li")" --node "$(node_id "$f")" --since "$since" --interval 20ms
+	load catchup --url "$(node_url "$li")" --node "$(node_id "$f")" --node-url "$(node_url "$f")" --since "$since" --interval 20ms
 	wait_serving "$f"
 
 	section "Catch-up: a new node 4 joins through node 1 (the SO step by this script) and catches up"
 	since=$(now_ns)
-	load catchup --url "$(node_url "$li")" --node "node-$(node_port 4)" --since "$since" --interval 20ms \
+	load catchup --url "$(node_url "$li")" --node "node-$(node_port 4)" --node-url "$(node_url 4)" --since "$since" --interval 20ms \
 		>"$CLUSTER_DIR/catchup4.out" 2>"$CLUSTER_DIR/catchup4.err" &
 	load_pid=$!
 	join_node 4 1

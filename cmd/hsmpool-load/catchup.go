@@ -20,6 +20,8 @@ type catchupOptions struct {
 	ClientFile string
 	// URL is the node asked for the cluster's status; empty means the client file's URL.
 	URL string
+	// NodeURL, if set, is the URL of the node that catches up: its progress is then read from its own answers.
+	NodeURL string
 	// Node is the ID of the node that catches up.
 	Node string
 	// Since is when that node was started, Unix nanoseconds; 0 means when catchup starts.
@@ -50,8 +52,12 @@ func (o *catchupOptions) validate() error {
 	case o.Output != outputTable && o.Output != outputJSON:
 		return fmt.Errorf("-o %q: want table or json", o.Output)
 	}
-	if o.URL != "" {
-		return checkURLs([]string{o.URL})
+	for _, u := range []string{o.URL, o.NodeURL} {
+		if u != "" {
+			if err := checkURLs([]string{u}); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -59,20 +65,26 @@ func (o *catchupOptions) validate() error {
 // newCatchupCmd builds "hsmpool-load catchup".
 func newCatchupCmd(opts *catchupOptions, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "catchup --node ID [--url URL] [--since UNIX_NS] [--interval 50ms] [--timeout 10m] [-o table|json]",
+		Use:   "catchup --node ID [--url URL] [--node-url URL] [--since UNIX_NS] [--interval 50ms] [--timeout 10m] [-o table|json]",
 		Short: "Measure how long a (re)started node takes to catch up with the leader",
-		Long: `catchup asks a node of the pool (--url, default the client file's) for the cluster's
-status (GET /cluster/status) every --interval, and waits until node --node has applied
-the log up to the leader's commit index, as the first answer that names a leader gave
-it. It then prints the time from --since (Unix nanoseconds, date +%s%N, taken right
-before the node was started; default: when catchup starts) until the node first
-answered the status call (REACHABLE) and until it had caught up (CAUGHT-UP), the index
-it had to reach, and the status calls made.
+		Long: `catchup measures how long a node that was started (again) takes to catch up with the
+leader: until it has applied the log up to the leader's commit index, as the first status
+(GET /cluster/status) of the node --url (default the client file's) that names a leader
+gives it. Give a node that stays up there, not the one that catches up, and stop writing
+to the pool while it runs: the target is fixed when it starts.
 
-Give the URL of a node that stays up, not of the node that catches up. Stop writing to
-the pool while it runs: the target is fixed when it starts.`,
-		Example: `  since=$(date +%s%N); hsmpoold dev --data-dir .cluster/node3 ... &
-  hsmpool-load catchup --client-file .cluster/node1/client.json --node node-8563 --since "$since"`,
+The node's progress is then asked every --interval: with --node-url, from the node that
+catches up itself (it answers for itself, locally, once it serves: the figure the node's
+clients see); without it, from --url, which asks the node over the node API (a node that
+was down may be reported unreachable for a while after it is back, while the asking
+node's connection to it waits to be retried).
+
+It prints the time from --since (Unix nanoseconds, date +%s%N, taken right before the node
+was started; default: when catchup starts) until the node first answered (REACHABLE) and
+until it had caught up (CAUGHT-UP), the index it had to reach, and the status calls made.`,
+		Example: `  since=$(date +%s%N); hsmpoold dev --data-dir .cluster/node3 &
+  hsmpool-load catchup --client-file .cluster/node1/client.json --node node-8563 --since "$since" \
+      --node-url https://contoso.managedhsm.localhost:8563`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := opts.validate(); err != nil {
@@ -88,6 +100,7 @@ the pool while it runs: the target is fixed when it starts.`,
 	fl := cmd.Flags()
 	fl.StringVar(&opts.ClientFile, "client-file", opts.ClientFile, "client file of the pool (default $"+client.EnvFile+")")
 	fl.StringVar(&opts.URL, "url", opts.URL, "URL of the node to ask for the status (default: the client file's)")
+	fl.StringVar(&opts.NodeURL, "node-url", opts.NodeURL, "URL of the node that catches up, to read its progress from its own answers (default: ask --url)")
 	fl.StringVar(&opts.Node, "node", opts.Node, "ID of the node that catches up (required)")
 	fl.Int64Var(&opts.Since, "since", opts.Since, "when the node was started, Unix nanoseconds (default: now)")
 	fl.DurationVar(&opts.Interval, "interval", opts.Interval, "how often to ask for the status")
@@ -118,16 +131,23 @@ type catchup struct {
 	lastIndex uint64
 }
 
-// observe takes the status answered at now and reports whether the node has caught up.
-func (c *catchup) observe(s clusterStatus, now time.Time) bool {
+// setTarget sets the index to reach, if it is not set yet, to the leader's commit index in s (when s names a
+// leader other than the node that catches up).
+func (c *catchup) setTarget(s clusterStatus) {
 	c.polls++
-	if c.target == 0 {
-		for _, n := range s.Nodes {
-			if n.NodeID == s.LeaderID && s.LeaderID != "" && s.LeaderID != c.node {
-				c.target = n.CommitIndex
-			}
+	if c.target != 0 {
+		return
+	}
+	for _, n := range s.Nodes {
+		if n.NodeID == s.LeaderID && s.LeaderID != "" && s.LeaderID != c.node {
+			c.target = n.CommitIndex
 		}
 	}
+}
+
+// observe takes the status answered at now and reports whether the node has caught up.
+func (c *catchup) observe(s clusterStatus, now time.Time) bool {
+	c.setTarget(s)
 	for _, n := range s.Nodes {
 		if n.NodeID != c.node || !n.Reachable {
 			continue
@@ -154,9 +174,12 @@ type catchupReport struct {
 }
 
 func runCatchup(ctx context.Context, f *client.File, opts *catchupOptions, stdout, stderr io.Writer) error {
-	base := nodeURLs(f, nil)[0]
+	bases := nodeURLs(f, nil)
 	if opts.URL != "" {
-		base = nodeURLs(f, []string{opts.URL})[0]
+		bases = nodeURLs(f, []string{opts.URL})
+	}
+	if opts.NodeURL != "" {
+		bases = append(bases, nodeURLs(f, []string{opts.NodeURL})[0])
 	}
 	tr, err := newTransport(f.CAFile, 1, false)
 	if err != nil {
@@ -164,7 +187,7 @@ func runCatchup(ctx context.Context, f *client.File, opts *catchupOptions, stdou
 	}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: requestTimeout}
-	sources, err := newTokenSources(f, hc, []string{base})
+	sources, err := newTokenSources(f, hc, bases)
 	if err != nil {
 		return err
 	}
@@ -178,22 +201,31 @@ func runCatchup(ctx context.Context, f *client.File, opts *catchupOptions, stdou
 	}
 	ctx, cancel := context.WithDeadline(ctx, c.since.Add(opts.Timeout))
 	defer cancel()
-	s := &session{base: base, hc: hc, token: toks[0]}
+	leader := &session{base: bases[0], hc: hc, token: toks[0]}
+	progress := leader
+	if len(bases) > 1 {
+		progress = &session{base: bases[1], hc: hc, token: toks[1]}
+	}
 	path := "/cluster/status?api-version=" + apiVersion
 	var lastErr error
 	for {
+		s := progress
+		if c.target == 0 {
+			s = leader
+		}
 		var st clusterStatus
 		err := s.call(ctx, http.MethodGet, path, nil, &st)
 		now := time.Now()
-		if err == nil && c.observe(st, now) {
-			break
-		}
-		if err != nil {
-			if ctx.Err() == nil && (lastErr == nil || lastErr.Error() != err.Error()) {
-				fmt.Fprintf(stderr, "hsmpool-load: catchup: %v\n", err)
+		if err == nil {
+			if s != progress {
+				c.setTarget(st)
+			} else if c.observe(st, now) {
+				break
 			}
-			lastErr = err
+		} else if ctx.Err() == nil && (lastErr == nil || lastErr.Error() != err.Error()) {
+			fmt.Fprintf(stderr, "hsmpool-load: catchup: %s: %v\n", s.base, err)
 		}
+		lastErr = err
 		sleepUntil(ctx, now.Add(opts.Interval))
 		if ctx.Err() != nil {
 			return fmt.Errorf("node %s had not caught up after %v: applied index %d, target %d (%d status calls)",

@@ -311,6 +311,16 @@ func TestCatchupObserve(t *testing.T) {
 	if c.target != 10_000 || c.reachable != 1500*time.Millisecond || c.caughtUp != 2500*time.Millisecond || c.polls != 4 {
 		t.Errorf("catchup = %+v", c)
 	}
+	// With --node-url: the target from another node's answer, the progress from the node's own answers, which may
+	// name no leader yet (it has just started) or a newer commit index.
+	c = &catchup{node: "node-3", since: since}
+	c.setTarget(status("node-1", 500, 0, false))
+	if c.observe(status("", 0, 400, true), since.Add(time.Second)) || c.target != 500 || c.reachable != time.Second {
+		t.Fatalf("the node's first own answer: %+v", c)
+	}
+	if !c.observe(status("node-1", 600, 500, true), since.Add(2*time.Second)) || c.caughtUp != 2*time.Second || c.polls != 3 {
+		t.Errorf("the node at the target: %+v", c)
+	}
 	// The node that catches up is never its own target's source.
 	c = &catchup{node: "node-1", since: since}
 	if c.observe(status("node-1", 50, 50, true), since.Add(time.Second)) || c.target != 0 {
