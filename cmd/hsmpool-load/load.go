@@ -232,22 +232,22 @@ func tokensFor(ctx context.Context, sources []tokenSource, need time.Duration) (
 	return out, nil
 }
 
-// serverCPUOf returns a function that adds up the CPU time the processes pids have used so far, after checking that
-// it can read them; nil when pids is empty.
-func serverCPUOf(pids []int) (func() (time.Duration, error), error) {
+// serverCPUOf returns a function that reads the CPU time each of the processes pids has used so far, after
+// checking that it can read them; nil when pids is empty.
+func serverCPUOf(pids []int) (func() ([]time.Duration, error), error) {
 	if len(pids) == 0 {
 		return nil, nil
 	}
-	f := func() (time.Duration, error) {
-		var sum time.Duration
-		for _, pid := range pids {
+	f := func() ([]time.Duration, error) {
+		out := make([]time.Duration, len(pids))
+		for i, pid := range pids {
 			d, err := processCPUOf(pid)
 			if err != nil {
-				return 0, err
+				return nil, err
 			}
-			sum += d
+			out[i] = d
 		}
-		return sum, nil
+		return out, nil
 	}
 	if _, err := f(); err != nil {
 		return nil, err

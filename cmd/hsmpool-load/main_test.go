@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -199,12 +200,17 @@ func TestSummarize(t *testing.T) {
 	r := summarize(sample{latencies: us(400, 100, 300, 200), elapsed: 2 * time.Second, errors: 3, cpu: time.Second})
 	want := result{Ops: 4, Errors: 3, Seconds: 2, OpsPerS: 2, ClientCPU: 0.5,
 		Latency: latency{Min: 100, Mean: 250, P50: 200, P90: 400, P99: 400, P999: 400, Max: 400}}
-	if r != want {
+	if !reflect.DeepEqual(r, want) {
 		t.Errorf("summarize = %+v\nwant        %+v", r, want)
 	}
 	r = summarize(sample{latencies: us(100, 100), elapsed: time.Second, cpu: 333 * time.Millisecond, serverCPU: 1500 * time.Millisecond})
-	if r.ClientCPU != 0.33 || r.ServerCPU != 1.5 || r.ServerCPUPerOp != 750000 {
+	if r.ClientCPU != 0.33 || r.ServerCPU != 1.5 || r.ServerCPUPerOp != 750000 || r.ServerCPUPerOpEach != nil {
 		t.Errorf("summarize with CPU times = %+v", r)
+	}
+	r = summarize(sample{latencies: us(100, 100), elapsed: time.Second, serverCPU: 1500 * time.Millisecond,
+		serverCPUEach: []time.Duration{time.Second, 400 * time.Millisecond, 100 * time.Millisecond}})
+	if r.ServerCPUPerOp != 750000 || !slices.Equal(r.ServerCPUPerOpEach, []float64{500000, 200000, 50000}) {
+		t.Errorf("summarize with three processes' CPU times = %+v", r)
 	}
 	if r := summarize(sample{elapsed: time.Second, errors: 5}); r.Ops != 0 || r.OpsPerS != 0 || r.Latency != (latency{}) || r.Errors != 5 {
 		t.Errorf("summarize of no successes = %+v", r)
@@ -239,12 +245,23 @@ func TestPrinter(t *testing.T) {
 		t.Errorf("row with server CPU = %q", table.String())
 	}
 
+	r.ServerCPUPerOpEach = []float64{900, 300.4, 217.2}
+	table.Reset()
+	p = &printer{w: &table}
+	if err := p.print(r); err != nil {
+		t.Fatal(err)
+	}
+	lines = strings.Split(strings.TrimSpace(table.String()), "\n")
+	if len(lines) != 2 || !strings.HasSuffix(lines[0], "  PER-PROCESS") || !strings.HasSuffix(lines[1], "1418  900/300/217") {
+		t.Errorf("table with CPU per process:\n%s", table.String())
+	}
+
 	var js bytes.Buffer
 	if err := (&printer{w: &js, json: true}).print(r); err != nil {
 		t.Fatal(err)
 	}
 	var back result
-	if err := json.Unmarshal(js.Bytes(), &back); err != nil || back != r {
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || !reflect.DeepEqual(back, r) {
 		t.Errorf("JSON %s reads back as %+v, %v", js.String(), back, err)
 	}
 }

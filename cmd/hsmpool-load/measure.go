@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,8 +27,8 @@ type window struct {
 	duration time.Duration
 	// requests, if not 0, ends the run early once that many requests started after the warm-up have succeeded.
 	requests int64
-	// serverCPU, if not nil, returns the CPU time the server has used so far.
-	serverCPU func() (time.Duration, error)
+	// serverCPU, if not nil, returns the CPU time each of the server's processes has used so far.
+	serverCPU func() ([]time.Duration, error)
 }
 
 // sample is what a run recorded.
@@ -42,9 +43,11 @@ type sample struct {
 	shown []error
 	// cpu is the user and system CPU time that this process used during the measuring window; 0 where unknown.
 	cpu time.Duration
-	// serverCPU is the same for the server, if window.serverCPU was given; serverErr says why it is unknown.
-	serverCPU time.Duration
-	serverErr error
+	// serverCPU is the same for the server, if window.serverCPU was given, and serverCPUEach for each of its
+	// processes; serverErr says why they are unknown.
+	serverCPU     time.Duration
+	serverCPUEach []time.Duration
+	serverErr     error
 }
 
 // measure runs w.clients closed-loop clients that call do until the window ends, or until w.requests requests have
@@ -103,8 +106,8 @@ func measure(ctx context.Context, w window, do doFunc) sample {
 
 	// CPU times are read at the window's edges, so that the warm-up's TLS handshakes are not in them.
 	var s sample
-	var srv0, srv1 time.Duration
-	readServer := func(d *time.Duration) {
+	var srv0, srv1 []time.Duration
+	readServer := func(d *[]time.Duration) {
 		if w.serverCPU != nil && s.serverErr == nil {
 			*d, s.serverErr = w.serverCPU()
 		}
@@ -128,8 +131,12 @@ func measure(ctx context.Context, w window, do doFunc) sample {
 	<-allDone
 
 	s.elapsed, s.errors, s.shown, s.cpu = elapsed, errCount.Load(), shown, max(cpu1-cpu0, 0)
-	if w.serverCPU != nil && s.serverErr == nil {
-		s.serverCPU = max(srv1-srv0, 0)
+	if w.serverCPU != nil && s.serverErr == nil && len(srv0) == len(srv1) {
+		for i := range srv1 {
+			d := max(srv1[i]-srv0[i], 0)
+			s.serverCPUEach = append(s.serverCPUEach, d)
+			s.serverCPU += d
+		}
 	}
 	n := 0
 	for _, l := range lats {
@@ -177,6 +184,9 @@ type result struct {
 	// work disturbs least. Both only with --server-pid.
 	ServerCPU      float64 `json:"server_cpu_cores,omitempty"`
 	ServerCPUPerOp float64 `json:"server_cpu_us_per_op,omitempty"`
+	// ServerCPUPerOpEach splits ServerCPUPerOp over the server's processes, in the order of --server-pid, when
+	// there are several (the nodes of a cluster).
+	ServerCPUPerOpEach []float64 `json:"server_cpu_us_per_op_each,omitempty"`
 }
 
 // latency holds percentiles in microseconds.
@@ -202,6 +212,11 @@ func summarize(s sample) result {
 	}
 	if len(lat) > 0 {
 		r.ServerCPUPerOp = micros(s.serverCPU / time.Duration(len(lat)))
+		if len(s.serverCPUEach) > 1 {
+			for _, d := range s.serverCPUEach {
+				r.ServerCPUPerOpEach = append(r.ServerCPUPerOpEach, micros(d/time.Duration(len(lat))))
+			}
+		}
 	}
 	if len(lat) == 0 {
 		return r
@@ -242,10 +257,20 @@ type printer struct {
 	w      io.Writer
 	json   bool
 	header bool
+	each   bool // the table has the per-process column
 }
 
-// tableFormat lays out a table row; fixed widths, so that rows can be printed as each run ends.
-const tableFormat = "%-18s %7s %-8s %8s %6s %10s %9s %9s %9s %9s %7s %7s %9s\n"
+// tableFormat lays out a table row; fixed widths, so that rows can be printed as each run ends. The last column,
+// the server's CPU per request of each process, is there only with several --server-pid.
+const tableFormat = "%-18s %7s %-8s %8s %6s %10s %9s %9s %9s %9s %7s %7s %9s"
+
+// format returns the row format: tableFormat, and the per-process column if the table has it.
+func (p *printer) format() string {
+	if p.each {
+		return tableFormat + "  %s\n"
+	}
+	return tableFormat + "%.0s\n"
+}
 
 func (p *printer) print(r result) error {
 	if p.json {
@@ -253,7 +278,8 @@ func (p *printer) print(r result) error {
 	}
 	if !p.header {
 		p.header = true
-		if _, err := fmt.Fprintf(p.w, tableFormat, "OP", "CLIENTS", "PROTO", "OPS", "ERRORS", "OPS/S", "P50", "P99", "P99.9", "MAX", "CLI-CPU", "SRV-CPU", "SRV-µs/OP"); err != nil {
+		p.each = len(r.ServerCPUPerOpEach) > 0
+		if _, err := fmt.Fprintf(p.w, p.format(), "OP", "CLIENTS", "PROTO", "OPS", "ERRORS", "OPS/S", "P50", "P99", "P99.9", "MAX", "CLI-CPU", "SRV-CPU", "SRV-µs/OP", "PER-PROCESS"); err != nil {
 			return err
 		}
 	}
@@ -261,9 +287,13 @@ func (p *printer) print(r result) error {
 	if r.ServerCPUPerOp > 0 {
 		srvCPU, srvPerOp = fmt.Sprintf("%.2f", r.ServerCPU), fmt.Sprintf("%.0f", r.ServerCPUPerOp)
 	}
-	_, err := fmt.Fprintf(p.w, tableFormat, r.Op, fmt.Sprint(r.Clients), r.Protocol, fmt.Sprint(r.Ops), fmt.Sprint(r.Errors),
+	each := make([]string, len(r.ServerCPUPerOpEach))
+	for i, v := range r.ServerCPUPerOpEach {
+		each[i] = fmt.Sprintf("%.0f", v)
+	}
+	_, err := fmt.Fprintf(p.w, p.format(), r.Op, fmt.Sprint(r.Clients), r.Protocol, fmt.Sprint(r.Ops), fmt.Sprint(r.Errors),
 		fmt.Sprintf("%.1f", r.OpsPerS), fmtMicros(r.Latency.P50), fmtMicros(r.Latency.P99), fmtMicros(r.Latency.P999),
-		fmtMicros(r.Latency.Max), fmt.Sprintf("%.2f", r.ClientCPU), srvCPU, srvPerOp)
+		fmtMicros(r.Latency.Max), fmt.Sprintf("%.2f", r.ClientCPU), srvCPU, srvPerOp, strings.Join(each, "/"))
 	return err
 }
 

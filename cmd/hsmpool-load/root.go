@@ -201,7 +201,7 @@ hsmpool-load exits with status 1 after printing every run.`,
 	fl.IntVar(&opts.Count, "count", opts.Count, "how many times to repeat each run")
 	fl.BoolVar(&opts.HTTP1, "http1", opts.HTTP1, "use HTTP/1.1, one keep-alive connection per client, instead of HTTP/2")
 	fl.StringVarP(&opts.Output, "output", "o", opts.Output, "output format: table or json (one object per run and line)")
-	fl.IntSliceVar(&opts.ServerPIDs, "server-pid", opts.ServerPIDs, "process ID of hsmpoold on this machine, to report its CPU time per request (Linux); repeat it for several nodes")
+	fl.IntSliceVar(&opts.ServerPIDs, "server-pid", opts.ServerPIDs, "process ID of hsmpoold on this machine, to report its CPU time per request (Linux); repeat it for several nodes, each then also reported alone")
 	cmd.AddCommand(
 		newActivateCmd(&activateOptions{Quorum: 2}),
 		newFailoverCmd(defaultFailoverOptions(), stderr),
