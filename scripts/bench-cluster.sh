@@ -129,20 +129,30 @@ pids() {
 
 # measure NODES... runs what --only asks of sign and create through nodes NODES...
 measure() {
-	local -a u p
+	local -a u p running
+	local li=1 note
+	mapfile -t running < <(printf '%s\n' "${!node_pid[@]}" | sort -n)
 	mapfile -t u < <(urls "$@")
-	mapfile -t p < <(pids "${!node_pid[@]}")
+	mapfile -t p < <(pids "${running[@]}")
+	if ((${#running[@]} > 1)); then
+		li=$(leader_index)
+	fi
+	note="${#running[@]} node(s) running, node $li leads"
+	if ((${#running[@]} > 1)); then
+		note+="; PER-PROCESS is nodes $(
+			IFS=/
+			echo "${running[*]}"
+		)"
+	fi
 	if want sign; then
-		section "ES256 sign (P-256), through $# node(s), ${#node_pid[@]} node(s) running"
+		section "ES256 sign (P-256), through node(s) $*; $note"
 		load --op sign-p256 --clients "$sign_clients" --duration "$duration" --warmup "$warmup" "${u[@]}" "${p[@]}"
 	fi
 	if want create; then
-		section "AES-256 key creation (oct-HSM, replicated), through $# node(s), ${#node_pid[@]} node(s) running"
+		section "AES-256 key creation (oct-HSM, replicated), through node(s) $*; $note"
 		load --op create-aes256 --clients "$clients" --duration "$duration" --warmup "$warmup" "${u[@]}" "${p[@]}"
 		if (($# > 1)); then
-			local li
-			li=$(leader_index)
-			section "AES-256 key creation (oct-HSM, replicated), through the leader (node $li) alone, ${#node_pid[@]} nodes running"
+			section "AES-256 key creation (oct-HSM, replicated), through the leader alone; $note"
 			load --op create-aes256 --clients "$clients" --duration "$duration" --warmup "$warmup" --url "$(node_url "$li")" "${p[@]}"
 		fi
 	fi
