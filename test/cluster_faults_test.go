@@ -303,9 +303,9 @@ func (h *history) work(c *testCluster, w int, stop <-chan struct{}) {
 		nd := up[rng.IntN(len(up))]
 		var in kvIn
 		// PATCH (update) is modelled but not sent: through a follower that has not yet applied
-		// a version another node acknowledged, a PATCH without a version updates the version
-		// that follower takes for current (the core resolves it from its local state), which
-		// this check reports as not linearizable. Add {"update", key} to the mix to see it.
+		// a create or recovery another node acknowledged, a PATCH answers 404 (the core looks
+		// the key up in its local state before proposing), which this check reports as not
+		// linearizable. Add {"update", key} to the mix to see it.
 		key := contended[rng.IntN(len(contended))]
 		switch r := rng.Float64(); {
 		case r < 0.15:
