@@ -40,6 +40,12 @@ type Replicator interface {
 	Propose(ctx context.Context, cmd *pb.Command) error
 }
 
+// Syncer is a Replicator whose node's state may lag behind the leader's (a follower's): Sync
+// returns once it holds every write acknowledged before the call.
+type Syncer interface {
+	Sync(ctx context.Context) error
+}
+
 // StateReader is what the core reads of the replicated state. Records it returns are shared and
 // must not be modified.
 type StateReader interface {
@@ -357,4 +363,21 @@ func newID() string {
 		panic(err) // crypto/rand never fails on supported platforms
 	}
 	return hex.EncodeToString(b[:])
+}
+
+// lookForWrite runs look, a lookup in the local state that a write needs, and when it finds
+// nothing on a node whose state may lag (a follower: a key another node created a moment ago
+// may not be here yet), catches up with the leader once and runs it again. The state that
+// applies the write checks everything again; this keeps a follower from answering 404 for a
+// key the pool has.
+func (c *Core) lookForWrite(ctx context.Context, look func() error) error {
+	err := look()
+	s, ok := c.repl.(Syncer)
+	if err == nil || !ok || !errors.Is(err, fault.NotFound) {
+		return err
+	}
+	if serr := s.Sync(ctx); serr != nil {
+		return serr
+	}
+	return look()
 }

@@ -380,8 +380,8 @@ func (s *keysServer) ListKeyVersions(ctx context.Context, r *pb.ListRequest) (*p
 
 func (s *keysServer) UpdateKey(ctx context.Context, r *pb.UpdateKeyRequest) (*pb.Key, error) {
 	c := s.c
-	_, v, err := c.st.Version(r.Name, r.Version)
-	if err != nil {
+	var v *pb.KeyVersion
+	if err := c.lookForWrite(ctx, func() (err error) { _, v, err = c.st.Version(r.Name, r.Version); return err }); err != nil {
 		return nil, err
 	}
 	t, _, _ := keyType(v.Kty)
@@ -469,8 +469,8 @@ func (s *keysServer) RotateKey(ctx context.Context, r *pb.KeyRef) (*pb.Key, erro
 // rotate makes a new version like the current one. On demand (the REST call) a rotation policy
 // must exist, as on a Managed HSM; the leader's scheduler rotates keys whose policy is due.
 func (c *Core) rotate(ctx context.Context, name string, onDemand bool) (*pb.Key, error) {
-	rec, err := c.st.Key(name)
-	if err != nil {
+	var rec *pb.KeyRecord
+	if err := c.lookForWrite(ctx, func() (err error) { rec, err = c.st.Key(name); return err }); err != nil {
 		return nil, err
 	}
 	if onDemand && rec.RotationPolicy == nil {

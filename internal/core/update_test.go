@@ -2,14 +2,27 @@ package core
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hsmpool/hsmpool/internal/fault"
 	pb "github.com/hsmpool/hsmpool/proto/hsmpool/v1"
 )
+
+// recorder applies commands and keeps them, as the leader's log would.
+type recorder struct {
+	*applyDirect
+	made *[]*pb.Command
+}
+
+func (r recorder) Propose(ctx context.Context, cmd *pb.Command) error {
+	*r.made = append(*r.made, proto.Clone(cmd).(*pb.Command))
+	return r.applyDirect.Propose(ctx, cmd)
+}
 
 // lagging applies, before the next command proposed through it, a command another node had
 // committed that this node's state had not applied yet when its core built the proposal.
@@ -63,5 +76,54 @@ func TestUpdateWithoutVersionTakesTheCurrentAtApply(t *testing.T) {
 	}
 	if got.GetVersion() != v2.Version {
 		t.Errorf("the answer is version %s, want the updated %s", got.GetVersion(), v2.Version)
+	}
+}
+
+// behind is a follower's replicator whose state has not applied a create yet: Sync applies it.
+type behind struct {
+	*applyDirect
+	missing *pb.Command
+	synced  int
+}
+
+func (b *behind) Sync(ctx context.Context) error {
+	b.synced++
+	if m := b.missing; m != nil {
+		b.missing = nil
+		return b.applyDirect.Propose(ctx, m)
+	}
+	return nil
+}
+
+// TestWriteOnLaggingFollowerSyncs: a PATCH and a rotation of a key this node's state does not
+// have yet catch up with the leader once and succeed, instead of answering 404; a key that
+// does not exist still gets 404 after one catch-up.
+func TestWriteOnLaggingFollowerSyncs(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	c, ks := newTestCore(t, &now)
+	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer x"))
+	direct := c.repl.(*applyDirect)
+
+	// The commands another node would have made: capture them from a core that applies them.
+	var made []*pb.Command
+	c.repl = recorder{applyDirect: direct, made: &made}
+	if _, err := ks.CreateKey(ctx, &pb.CreateKeyRequest{Name: "new", Kty: "EC-HSM"}); err != nil {
+		t.Fatal(err)
+	}
+	// Another node's state, which lacks it.
+	c2, ks2 := newTestCore(t, &now)
+	b := &behind{applyDirect: c2.repl.(*applyDirect), missing: made[0]}
+	c2.repl = b
+	if _, err := ks2.UpdateKey(ctx, &pb.UpdateKeyRequest{Name: "new", Tags: &pb.Tags{Tags: map[string]string{"a": "b"}}}); err != nil {
+		t.Fatalf("PATCH of a key the leader has: %v", err)
+	}
+	if b.synced != 1 {
+		t.Errorf("synced %d times, want 1", b.synced)
+	}
+	if _, err := ks2.UpdateKey(ctx, &pb.UpdateKeyRequest{Name: "nowhere", Tags: &pb.Tags{Tags: map[string]string{"a": "b"}}}); !errors.Is(err, fault.NotFound) {
+		t.Errorf("PATCH of a key no node has: %v, want NotFound", err)
+	}
+	if b.synced != 2 {
+		t.Errorf("synced %d times, want 2", b.synced)
 	}
 }

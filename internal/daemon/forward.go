@@ -63,6 +63,28 @@ func (r replicator) Propose(ctx context.Context, cmd *pb.Command) error {
 	}
 }
 
+// Sync returns once this node's state holds every write acknowledged before the call: at
+// once on the leader; on a follower, after it applied the leader's read index. The core calls
+// it when a write finds nothing in the local state, which may lag (docs/cluster.md, "Stale
+// state on a follower").
+func (r replicator) Sync(ctx context.Context) error {
+	if r.fwd == nil || r.n.Status().State == cluster.Leader {
+		return nil
+	}
+	_, c, err := r.fwd.leader()
+	if err != nil {
+		return err
+	}
+	resp, err := c.ReadIndex(ctx, &pb.ReadIndexRequest{})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return rpcerr.FromStatus(err)
+	}
+	return waitApplied(ctx, r.st, resp.Index)
+}
+
 // waitApplied returns once st has applied the Raft index idx, or ctx.Err() unchanged when
 // ctx ends first.
 func waitApplied(ctx context.Context, st *state.State, idx uint64) error {

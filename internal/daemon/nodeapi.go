@@ -76,6 +76,23 @@ func (s *joinServer) Status(ctx context.Context, _ *pb.NodeStatusRequest) (*pb.N
 	return s.self().status(ctx), nil
 }
 
+// ReadIndex answers this node's commit index once a quorum confirmed that it still leads:
+// a follower that waits until it has applied that index has every write acknowledged before
+// the call.
+func (s *joinServer) ReadIndex(ctx context.Context, _ *pb.ReadIndexRequest) (*pb.ReadIndexResponse, error) {
+	if _, err := s.ntls.peerNode(ctx); err != nil {
+		return nil, grpcErr(fault.Forbidden, "%v", err)
+	}
+	st := s.node.Status()
+	if st.State != cluster.Leader {
+		return nil, rpcerr.Status(notLeading(s.cfg.Raft.NodeID))
+	}
+	if err := s.node.VerifyLeader(ctx); err != nil {
+		return nil, rpcerr.Status(notLeading(s.cfg.Raft.NodeID))
+	}
+	return &pb.ReadIndexResponse{Index: st.CommitIndex}, nil
+}
+
 func (s *joinServer) self() self { return self{cfg: s.cfg, node: s.node, hsm: s.hsm} }
 
 // AddVoter adds a node that a member admitted with Join, on the leader: the member's Join

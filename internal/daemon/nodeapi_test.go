@@ -126,7 +126,8 @@ func TestNodeAPIMembersOnly(t *testing.T) {
 		_, e2 := c.AddVoter(ctx, &pb.AddVoterRequest{NodeId: "node-9", RaftAddr: "127.0.0.1:1"})
 		_, e3 := c.RemoveNode(ctx, &pb.RemoveNodeRequest{NodeId: "node-2"})
 		_, e4 := c.Leave(ctx, &pb.LeaveRequest{})
-		for i, err := range []error{e1, e2, e3, e4} {
+		_, e5 := c.ReadIndex(ctx, &pb.ReadIndexRequest{})
+		for i, err := range []error{e1, e2, e3, e4, e5} {
 			if status.Code(err) != codes.PermissionDenied {
 				t.Errorf("%s: call %d: %v, want PermissionDenied", name, i+1, err)
 			}
@@ -152,7 +153,8 @@ func TestNodeAPILeaderOnly(t *testing.T) {
 	c := api.as("node-2")
 	_, e1 := c.AddVoter(ctx5(t), &pb.AddVoterRequest{NodeId: "node-9", RaftAddr: "127.0.0.1:1"})
 	_, e2 := c.RemoveNode(ctx5(t), &pb.RemoveNodeRequest{NodeId: "node-2"})
-	for i, err := range []error{e1, e2} {
+	_, e3 := c.ReadIndex(ctx5(t), &pb.ReadIndexRequest{})
+	for i, err := range []error{e1, e2, e3} {
 		if status.Code(err) != codes.Unavailable || !noLongerLeads(rpcerr.FromStatus(err)) {
 			t.Errorf("call %d on a follower: %v, want Unavailable marked NotLeader", i+1, err)
 		}
@@ -174,7 +176,11 @@ func TestRemoveNodeOnLeader(t *testing.T) {
 	n, st := openNode(t, "node-1", true)
 	api := newNodeAPI(t, n, st)
 	c := api.as("node-2")
-	_, err := c.RemoveNode(ctx5(t), &pb.RemoveNodeRequest{NodeId: "nosuch"})
+	ri, err := c.ReadIndex(ctx5(t), &pb.ReadIndexRequest{})
+	if err != nil || ri.Index == 0 || ri.Index < st.Index() {
+		t.Errorf("ReadIndex on the leader: %v, %v; want the commit index, at least the applied %d", ri, err, st.Index())
+	}
+	_, err = c.RemoveNode(ctx5(t), &pb.RemoveNodeRequest{NodeId: "nosuch"})
 	if h := rpcerr.ToHTTP(err); h.Status != 404 || h.Code != "NotFound" {
 		t.Errorf("removing an unknown node: %+v, want 404 NotFound", h)
 	}

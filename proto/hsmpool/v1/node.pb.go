@@ -21,6 +21,86 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ReadIndexRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadIndexRequest) Reset() {
+	*x = ReadIndexRequest{}
+	mi := &file_hsmpool_v1_node_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadIndexRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadIndexRequest) ProtoMessage() {}
+
+func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_node_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
+func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{0}
+}
+
+type ReadIndexResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadIndexResponse) Reset() {
+	*x = ReadIndexResponse{}
+	mi := &file_hsmpool_v1_node_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadIndexResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadIndexResponse) ProtoMessage() {}
+
+func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hsmpool_v1_node_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
+func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ReadIndexResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type NodeStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -29,7 +109,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_hsmpool_v1_node_proto_msgTypes[0]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -41,7 +121,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_node_proto_msgTypes[0]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -54,7 +134,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{0}
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{2}
 }
 
 type AddVoterRequest struct {
@@ -67,7 +147,7 @@ type AddVoterRequest struct {
 
 func (x *AddVoterRequest) Reset() {
 	*x = AddVoterRequest{}
-	mi := &file_hsmpool_v1_node_proto_msgTypes[1]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -79,7 +159,7 @@ func (x *AddVoterRequest) String() string {
 func (*AddVoterRequest) ProtoMessage() {}
 
 func (x *AddVoterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_node_proto_msgTypes[1]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -92,7 +172,7 @@ func (x *AddVoterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVoterRequest.ProtoReflect.Descriptor instead.
 func (*AddVoterRequest) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{1}
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *AddVoterRequest) GetNodeId() string {
@@ -117,7 +197,7 @@ type AddVoterResponse struct {
 
 func (x *AddVoterResponse) Reset() {
 	*x = AddVoterResponse{}
-	mi := &file_hsmpool_v1_node_proto_msgTypes[2]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -129,7 +209,7 @@ func (x *AddVoterResponse) String() string {
 func (*AddVoterResponse) ProtoMessage() {}
 
 func (x *AddVoterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_node_proto_msgTypes[2]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -142,7 +222,7 @@ func (x *AddVoterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVoterResponse.ProtoReflect.Descriptor instead.
 func (*AddVoterResponse) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{2}
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{4}
 }
 
 type LeaveRequest struct {
@@ -153,7 +233,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_hsmpool_v1_node_proto_msgTypes[3]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -165,7 +245,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_node_proto_msgTypes[3]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -178,7 +258,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{3}
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{5}
 }
 
 type LeaveResponse struct {
@@ -190,7 +270,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_hsmpool_v1_node_proto_msgTypes[4]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -202,7 +282,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_node_proto_msgTypes[4]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -215,7 +295,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{4}
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *LeaveResponse) GetKekDestroyed() bool {
@@ -234,7 +314,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_hsmpool_v1_node_proto_msgTypes[5]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -246,7 +326,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_node_proto_msgTypes[5]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -259,7 +339,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{5}
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ForwardRequest) GetCommand() []byte {
@@ -278,7 +358,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_hsmpool_v1_node_proto_msgTypes[6]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -290,7 +370,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_node_proto_msgTypes[6]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -303,7 +383,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{6}
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ForwardResponse) GetIndex() uint64 {
@@ -326,7 +406,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_hsmpool_v1_node_proto_msgTypes[7]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -338,7 +418,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_node_proto_msgTypes[7]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -351,7 +431,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{7}
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *JoinRequest) GetToken() string {
@@ -416,7 +496,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_hsmpool_v1_node_proto_msgTypes[8]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -428,7 +508,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hsmpool_v1_node_proto_msgTypes[8]
+	mi := &file_hsmpool_v1_node_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -441,7 +521,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{8}
+	return file_hsmpool_v1_node_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *JoinResponse) GetPending() bool {
@@ -561,7 +641,10 @@ var File_hsmpool_v1_node_proto protoreflect.FileDescriptor
 const file_hsmpool_v1_node_proto_rawDesc = "" +
 	"\n" +
 	"\x15hsmpool/v1/node.proto\x12\n" +
-	"hsmpool.v1\x1a\x18hsmpool/v1/cluster.proto\"\x13\n" +
+	"hsmpool.v1\x1a\x18hsmpool/v1/cluster.proto\"\x12\n" +
+	"\x10ReadIndexRequest\")\n" +
+	"\x11ReadIndexResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\x13\n" +
 	"\x11NodeStatusRequest\"G\n" +
 	"\x0fAddVoterRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
@@ -601,10 +684,11 @@ const file_hsmpool_v1_node_proto_rawDesc = "" +
 	"\n" +
 	"server_key\x18\x0e \x01(\fR\tserverKey\x12\x1b\n" +
 	"\tkek_label\x18\x0f \x01(\tR\bkekLabel\x12\x15\n" +
-	"\x06ca_key\x18\x10 \x01(\fR\x05caKey2\x98\x03\n" +
+	"\x06ca_key\x18\x10 \x01(\fR\x05caKey2\xe2\x03\n" +
 	"\x04Node\x129\n" +
 	"\x04Join\x12\x17.hsmpool.v1.JoinRequest\x1a\x18.hsmpool.v1.JoinResponse\x12B\n" +
-	"\aForward\x12\x1a.hsmpool.v1.ForwardRequest\x1a\x1b.hsmpool.v1.ForwardResponse\x12?\n" +
+	"\aForward\x12\x1a.hsmpool.v1.ForwardRequest\x1a\x1b.hsmpool.v1.ForwardResponse\x12H\n" +
+	"\tReadIndex\x12\x1c.hsmpool.v1.ReadIndexRequest\x1a\x1d.hsmpool.v1.ReadIndexResponse\x12?\n" +
 	"\x06Status\x12\x1d.hsmpool.v1.NodeStatusRequest\x1a\x16.hsmpool.v1.NodeStatus\x12E\n" +
 	"\bAddVoter\x12\x1b.hsmpool.v1.AddVoterRequest\x1a\x1c.hsmpool.v1.AddVoterResponse\x12K\n" +
 	"\n" +
@@ -623,36 +707,40 @@ func file_hsmpool_v1_node_proto_rawDescGZIP() []byte {
 	return file_hsmpool_v1_node_proto_rawDescData
 }
 
-var file_hsmpool_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_hsmpool_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_hsmpool_v1_node_proto_goTypes = []any{
-	(*NodeStatusRequest)(nil),  // 0: hsmpool.v1.NodeStatusRequest
-	(*AddVoterRequest)(nil),    // 1: hsmpool.v1.AddVoterRequest
-	(*AddVoterResponse)(nil),   // 2: hsmpool.v1.AddVoterResponse
-	(*LeaveRequest)(nil),       // 3: hsmpool.v1.LeaveRequest
-	(*LeaveResponse)(nil),      // 4: hsmpool.v1.LeaveResponse
-	(*ForwardRequest)(nil),     // 5: hsmpool.v1.ForwardRequest
-	(*ForwardResponse)(nil),    // 6: hsmpool.v1.ForwardResponse
-	(*JoinRequest)(nil),        // 7: hsmpool.v1.JoinRequest
-	(*JoinResponse)(nil),       // 8: hsmpool.v1.JoinResponse
-	(*RemoveNodeRequest)(nil),  // 9: hsmpool.v1.RemoveNodeRequest
-	(*NodeStatus)(nil),         // 10: hsmpool.v1.NodeStatus
-	(*RemoveNodeResponse)(nil), // 11: hsmpool.v1.RemoveNodeResponse
+	(*ReadIndexRequest)(nil),   // 0: hsmpool.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),  // 1: hsmpool.v1.ReadIndexResponse
+	(*NodeStatusRequest)(nil),  // 2: hsmpool.v1.NodeStatusRequest
+	(*AddVoterRequest)(nil),    // 3: hsmpool.v1.AddVoterRequest
+	(*AddVoterResponse)(nil),   // 4: hsmpool.v1.AddVoterResponse
+	(*LeaveRequest)(nil),       // 5: hsmpool.v1.LeaveRequest
+	(*LeaveResponse)(nil),      // 6: hsmpool.v1.LeaveResponse
+	(*ForwardRequest)(nil),     // 7: hsmpool.v1.ForwardRequest
+	(*ForwardResponse)(nil),    // 8: hsmpool.v1.ForwardResponse
+	(*JoinRequest)(nil),        // 9: hsmpool.v1.JoinRequest
+	(*JoinResponse)(nil),       // 10: hsmpool.v1.JoinResponse
+	(*RemoveNodeRequest)(nil),  // 11: hsmpool.v1.RemoveNodeRequest
+	(*NodeStatus)(nil),         // 12: hsmpool.v1.NodeStatus
+	(*RemoveNodeResponse)(nil), // 13: hsmpool.v1.RemoveNodeResponse
 }
 var file_hsmpool_v1_node_proto_depIdxs = []int32{
-	7,  // 0: hsmpool.v1.Node.Join:input_type -> hsmpool.v1.JoinRequest
-	5,  // 1: hsmpool.v1.Node.Forward:input_type -> hsmpool.v1.ForwardRequest
-	0,  // 2: hsmpool.v1.Node.Status:input_type -> hsmpool.v1.NodeStatusRequest
-	1,  // 3: hsmpool.v1.Node.AddVoter:input_type -> hsmpool.v1.AddVoterRequest
-	9,  // 4: hsmpool.v1.Node.RemoveNode:input_type -> hsmpool.v1.RemoveNodeRequest
-	3,  // 5: hsmpool.v1.Node.Leave:input_type -> hsmpool.v1.LeaveRequest
-	8,  // 6: hsmpool.v1.Node.Join:output_type -> hsmpool.v1.JoinResponse
-	6,  // 7: hsmpool.v1.Node.Forward:output_type -> hsmpool.v1.ForwardResponse
-	10, // 8: hsmpool.v1.Node.Status:output_type -> hsmpool.v1.NodeStatus
-	2,  // 9: hsmpool.v1.Node.AddVoter:output_type -> hsmpool.v1.AddVoterResponse
-	11, // 10: hsmpool.v1.Node.RemoveNode:output_type -> hsmpool.v1.RemoveNodeResponse
-	4,  // 11: hsmpool.v1.Node.Leave:output_type -> hsmpool.v1.LeaveResponse
-	6,  // [6:12] is the sub-list for method output_type
-	0,  // [0:6] is the sub-list for method input_type
+	9,  // 0: hsmpool.v1.Node.Join:input_type -> hsmpool.v1.JoinRequest
+	7,  // 1: hsmpool.v1.Node.Forward:input_type -> hsmpool.v1.ForwardRequest
+	0,  // 2: hsmpool.v1.Node.ReadIndex:input_type -> hsmpool.v1.ReadIndexRequest
+	2,  // 3: hsmpool.v1.Node.Status:input_type -> hsmpool.v1.NodeStatusRequest
+	3,  // 4: hsmpool.v1.Node.AddVoter:input_type -> hsmpool.v1.AddVoterRequest
+	11, // 5: hsmpool.v1.Node.RemoveNode:input_type -> hsmpool.v1.RemoveNodeRequest
+	5,  // 6: hsmpool.v1.Node.Leave:input_type -> hsmpool.v1.LeaveRequest
+	10, // 7: hsmpool.v1.Node.Join:output_type -> hsmpool.v1.JoinResponse
+	8,  // 8: hsmpool.v1.Node.Forward:output_type -> hsmpool.v1.ForwardResponse
+	1,  // 9: hsmpool.v1.Node.ReadIndex:output_type -> hsmpool.v1.ReadIndexResponse
+	12, // 10: hsmpool.v1.Node.Status:output_type -> hsmpool.v1.NodeStatus
+	4,  // 11: hsmpool.v1.Node.AddVoter:output_type -> hsmpool.v1.AddVoterResponse
+	13, // 12: hsmpool.v1.Node.RemoveNode:output_type -> hsmpool.v1.RemoveNodeResponse
+	6,  // 13: hsmpool.v1.Node.Leave:output_type -> hsmpool.v1.LeaveResponse
+	7,  // [7:14] is the sub-list for method output_type
+	0,  // [0:7] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name
@@ -670,7 +758,7 @@ func file_hsmpool_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hsmpool_v1_node_proto_rawDesc), len(file_hsmpool_v1_node_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Node_Join_FullMethodName       = "/hsmpool.v1.Node/Join"
 	Node_Forward_FullMethodName    = "/hsmpool.v1.Node/Forward"
+	Node_ReadIndex_FullMethodName  = "/hsmpool.v1.Node/ReadIndex"
 	Node_Status_FullMethodName     = "/hsmpool.v1.Node/Status"
 	Node_AddVoter_FullMethodName   = "/hsmpool.v1.Node/AddVoter"
 	Node_RemoveNode_FullMethodName = "/hsmpool.v1.Node/RemoveNode"
@@ -46,6 +47,11 @@ type NodeClient interface {
 	// replicated state returned for it comes back as the call's status (an hsmpool ErrorInfo in its
 	// details), so the client sees it unchanged. A node that is not the leader answers Unavailable.
 	Forward(ctx context.Context, in *ForwardRequest, opts ...grpc.CallOption) (*ForwardResponse, error)
+	// ReadIndex answers the leader's commit index, after it checked that it still leads. A
+	// follower whose own state lacks what a write needs (a key another node just created) waits
+	// until it has applied that index and looks again (docs/cluster.md, "Stale state on a
+	// follower"). Any member may call it; a node that does not lead answers Unavailable.
+	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
 	// Status is the called node's own view: Raft role, term, indexes, and its HSM's health. Any
 	// member may ask (cluster status gathers it from every node).
 	Status(ctx context.Context, in *NodeStatusRequest, opts ...grpc.CallOption) (*NodeStatus, error)
@@ -83,6 +89,16 @@ func (c *nodeClient) Forward(ctx context.Context, in *ForwardRequest, opts ...gr
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ForwardResponse)
 	err := c.cc.Invoke(ctx, Node_Forward_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeClient) ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReadIndexResponse)
+	err := c.cc.Invoke(ctx, Node_ReadIndex_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -148,6 +164,11 @@ type NodeServer interface {
 	// replicated state returned for it comes back as the call's status (an hsmpool ErrorInfo in its
 	// details), so the client sees it unchanged. A node that is not the leader answers Unavailable.
 	Forward(context.Context, *ForwardRequest) (*ForwardResponse, error)
+	// ReadIndex answers the leader's commit index, after it checked that it still leads. A
+	// follower whose own state lacks what a write needs (a key another node just created) waits
+	// until it has applied that index and looks again (docs/cluster.md, "Stale state on a
+	// follower"). Any member may call it; a node that does not lead answers Unavailable.
+	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
 	// Status is the called node's own view: Raft role, term, indexes, and its HSM's health. Any
 	// member may ask (cluster status gathers it from every node).
 	Status(context.Context, *NodeStatusRequest) (*NodeStatus, error)
@@ -176,6 +197,9 @@ func (UnimplementedNodeServer) Join(context.Context, *JoinRequest) (*JoinRespons
 }
 func (UnimplementedNodeServer) Forward(context.Context, *ForwardRequest) (*ForwardResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Forward not implemented")
+}
+func (UnimplementedNodeServer) ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReadIndex not implemented")
 }
 func (UnimplementedNodeServer) Status(context.Context, *NodeStatusRequest) (*NodeStatus, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
@@ -242,6 +266,24 @@ func _Node_Forward_Handler(srv interface{}, ctx context.Context, dec func(interf
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(NodeServer).Forward(ctx, req.(*ForwardRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Node_ReadIndex_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReadIndexRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).ReadIndex(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_ReadIndex_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).ReadIndex(ctx, req.(*ReadIndexRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -332,6 +374,10 @@ var Node_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Forward",
 			Handler:    _Node_Forward_Handler,
+		},
+		{
+			MethodName: "ReadIndex",
+			Handler:    _Node_ReadIndex_Handler,
 		},
 		{
 			MethodName: "Status",
