@@ -255,7 +255,6 @@ func (n *Node) ApplyIndex(ctx context.Context, cmd []byte) (uint64, any, error) 
 	return index, resp, nil
 }
 
-
 // VerifyLeader returns nil once a quorum has confirmed that this node still leads, so that an
 // index read before the call is the commit index of the current leader (a read index). It
 // fails with fault.NotLeader when the node does not lead (or lost leadership meanwhile).
@@ -273,6 +272,7 @@ func (n *Node) VerifyLeader(ctx context.Context) error {
 		return nil
 	})
 }
+
 // Barrier waits until every command committed before it has been applied to this
 // node's FSM; the leader uses it after an election to serve reads that include every
 // earlier write. It waits at most until ctx ends, then returns ctx.Err() unchanged.
