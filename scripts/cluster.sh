@@ -120,9 +120,13 @@ activate() {
 	chmod 700 "$off"
 	for o in alice bob carol; do
 		if [[ ! -e $off/$o.cer ]]; then
-			"$BIN/hsmpool" sd officer-keygen --out "$off/$o" --no-passphrase >/dev/null
+			# Its warning that the key has no passphrase is expected here.
+			"$BIN/hsmpool" sd officer-keygen --out "$off/$o" --no-passphrase >/dev/null 2>"$off/$o.keygen.log" ||
+				die "hsmpool sd officer-keygen failed: $(cat "$off/$o.keygen.log")"
+			rm -f "$off/$o.keygen.log"
 		fi
 	done
+	say "officers alice, bob and carol: key pairs without passphrase in $off"
 	say "activating: hsmpool sd download --cert alice.cer --cert bob.cer --cert carol.cer --quorum 2 -o $(sd_file)"
 	hsmpool sd download --cert "$off/alice.cer" --cert "$off/bob.cer" --cert "$off/carol.cer" --quorum 2 -o "$(sd_file)" >&2
 }
@@ -134,7 +138,8 @@ join_node() {
 	mkdir -p "$CLUSTER_DIR/tokens"
 	chmod 700 "$CLUSTER_DIR/tokens"
 	tok="$CLUSTER_DIR/tokens/node$i.token"
-	(umask 077 && hsmpool cluster join-token >"$tok")
+	(umask 077 && hsmpool cluster join-token >"$tok" 2>"$tok.log") || die "hsmpool cluster join-token failed: $(cat "$tok.log")"
+	rm -f "$tok.log"
 	say "node $i: joining through node $src ($(node_api "$src")) in $d"
 	start_node "$i" dev --join "$(node_api "$src")" --join-token-file "$tok" --data-dir "$d" \
 		--listen "$(node_listen "$i")" --raft-addr "$(node_raft "$i")" --node-addr "$(node_api "$i")"
