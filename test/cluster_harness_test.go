@@ -452,8 +452,23 @@ func (nd *clusterNode) restart() {
 	}
 }
 
-// stopAll stops every node still running, all at once.
+// stopAll stops every node still running, all at once. When the test failed it first logs the
+// end of each node's stderr.
 func (c *testCluster) stopAll() {
+	if c.t.Failed() {
+		for _, nd := range c.nodes {
+			nd.mu.Lock()
+			log := ""
+			if nd.stderr != nil {
+				log = nd.stderr.String()
+			}
+			nd.mu.Unlock()
+			if len(log) > 6000 {
+				log = "..." + log[len(log)-6000:]
+			}
+			c.t.Logf("node %d (%s) stderr:\n%s", nd.n, nd.id, log)
+		}
+	}
 	var wg sync.WaitGroup
 	for _, nd := range c.nodes {
 		wg.Go(nd.stop)
