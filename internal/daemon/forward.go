@@ -23,10 +23,6 @@ import (
 	pb "github.com/hsmpool/hsmpool/proto/hsmpool/v1"
 )
 
-// appliedPoll is how often a node that forwarded a write looks whether its own state has
-// applied it.
-const appliedPoll = 2 * time.Millisecond
-
 // replicator is the core's Replicator: it applies a command through this node's Raft when
 // it leads, and otherwise forwards it to the leader's node API (docs/cluster.md, "Forwarding
 // writes") and waits until this node's state has applied it, so that the caller reads its
@@ -51,7 +47,7 @@ func (r replicator) Propose(ctx context.Context, cmd *pb.Command) error {
 		}
 		leader, idx, err := r.fwd.forward(ctx, b)
 		if err == nil {
-			return waitApplied(ctx, r.st, idx)
+			return r.st.WaitIndex(ctx, idx)
 		}
 		// The node this one took for the leader no longer leads, and did not propose the
 		// command: once, wait until another leader is known and send it there (or apply it
@@ -82,25 +78,7 @@ func (r replicator) Sync(ctx context.Context) error {
 		}
 		return rpcerr.FromStatus(err)
 	}
-	return waitApplied(ctx, r.st, resp.Index)
-}
-
-// waitApplied returns once st has applied the Raft index idx, or ctx.Err() unchanged when
-// ctx ends first.
-func waitApplied(ctx context.Context, st *state.State, idx uint64) error {
-	if st.Index() >= idx {
-		return nil
-	}
-	t := time.NewTicker(appliedPoll)
-	defer t.Stop()
-	for st.Index() < idx {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-	return nil
+	return r.st.WaitIndex(ctx, resp.Index)
 }
 
 // noLeader is the error of a write that no known leader can take: 503 with Retry-After.
@@ -299,13 +277,37 @@ func (n *nodeTLS) peerNode(ctx context.Context) (string, error) {
 	if !ok || len(ti.State.PeerCertificates) == 0 {
 		return "", errors.New("no node certificate: only pool nodes may call this")
 	}
-	id, err := pki.VerifyNode(n.cas, ti.State.PeerCertificates, x509.ExtKeyUsageClientAuth, time.Now())
+	id, err := n.verifiedNode(ti.State.PeerCertificates)
 	if err != nil {
-		return "", fmt.Errorf("the caller's node certificate: %w", err)
+		return "", err
 	}
 	if !n.allowed(id) {
 		return "", fmt.Errorf("node %q is not a member of the pool", id)
 	}
+	return id, nil
+}
+
+// maxVerified bounds the cache of verified certificates; it is emptied when full (connections
+// come and go; a pool has a handful of nodes).
+const maxVerified = 1024
+
+// verifiedNode returns the node ID of a client certificate chain (leaf first) of the pool CA
+// with clientAuth usage, verifying each connection's chain once.
+func (n *nodeTLS) verifiedNode(chain []*x509.Certificate) (string, error) {
+	leaf := chain[0]
+	now := time.Now()
+	if id, ok := n.verified.Load(leaf); ok && now.Before(leaf.NotAfter) {
+		return id.(string), nil
+	}
+	id, err := pki.VerifyNode(n.cas, chain, x509.ExtKeyUsageClientAuth, now)
+	if err != nil {
+		return "", fmt.Errorf("the caller's node certificate: %w", err)
+	}
+	if n.verifiedCount.Add(1) > maxVerified {
+		n.verified.Clear()
+		n.verifiedCount.Store(1)
+	}
+	n.verified.Store(leaf, id)
 	return id, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/credentials"
@@ -31,6 +32,12 @@ type nodeTLS struct {
 	cert   tls.Certificate // used when src is nil (tests)
 	src    *certSource     // the certificate files, read again when they change
 	selfID string
+
+	// verified caches the node ID of client certificates already verified, by the leaf as the
+	// connection parsed it: a connection is verified once, not on every Forward (an ECDSA
+	// verification each). Membership (allowed) is still asked on every call.
+	verified      sync.Map // *x509.Certificate -> string
+	verifiedCount atomic.Int64
 
 	mu      sync.Mutex
 	node    *cluster.Node        // set once Raft is open

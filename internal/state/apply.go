@@ -49,7 +49,7 @@ func (s *State) Apply(idx uint64, cmd *pb.Command) error {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.index = idx
+	s.setIndex(idx)
 	if err != nil {
 		return err
 	}

@@ -2,9 +2,11 @@ package state
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/hsmpool/hsmpool/internal/fault"
 	pb "github.com/hsmpool/hsmpool/proto/hsmpool/v1"
@@ -79,5 +81,41 @@ func TestNodeMap(t *testing.T) {
 	}
 	if err := apply(cmdAt(t0+50, &pb.PutNode{Node: &pb.NodeRecord{NodeId: "one-more", NodeAddr: "h:1"}})); !errors.Is(err, fault.Conflict) {
 		t.Errorf("node %d: %v, want Conflict", maxNodes+1, err)
+	}
+}
+
+// TestWaitIndex: waiters wake on the apply that reaches their index (also a refused command's,
+// which advances the index too), and a waiter whose context ends gets its error.
+func TestWaitIndex(t *testing.T) {
+	s := newActive(t)
+	start := s.Index()
+	done := make(chan error, 2)
+	for _, want := range []uint64{start + 1, start + 2} {
+		go func() { done <- s.WaitIndex(context.Background(), want) }()
+	}
+	if err := s.WaitIndex(context.Background(), start); err != nil {
+		t.Fatalf("an index already applied: %v", err)
+	}
+	if err := s.Apply(start+1, cmdAt(t0+10, &pb.DeleteNode{NodeId: "none"})); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the waiter for %d returned (%v) before it was applied", start+2, err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if err := s.Apply(start+2, cmdAt(t0+10, &pb.PutNode{})); err == nil {
+		t.Fatal("an empty PutNode was applied")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.WaitIndex(ctx, start+100); !errors.Is(err, context.Canceled) {
+		t.Errorf("with an ended context: %v", err)
 	}
 }

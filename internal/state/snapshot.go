@@ -92,7 +92,8 @@ func (s *State) RestoreSnapshot(b []byte) error {
 	defer s.applyMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.index, s.pool, s.keys = st.AppliedIndex, st.Pool, keys
+	s.setIndex(st.AppliedIndex)
+	s.pool, s.keys = st.Pool, keys
 	s.live, s.deleted = live, deleted
 	s.byClient, s.byObject, s.byPrincipal = byClient, byObject, byPrincipal
 	s.unknown = st.ProtoReflect().GetUnknown()

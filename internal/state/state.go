@@ -1,6 +1,7 @@
 package state
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"sync"
@@ -20,7 +21,10 @@ type State struct {
 
 	mu    sync.RWMutex
 	index uint64
-	pool  *pb.PoolRecord
+	// advanced, when not nil, is closed (and dropped) when index changes: WaitIndex's waiters
+	// wake on the apply that reaches their index instead of polling.
+	advanced chan struct{}
+	pool     *pb.PoolRecord
 	// keys holds every key, live or soft-deleted, by name: a name is one or the other.
 	keys map[string]*pb.KeyRecord
 	// live and deleted are the names in keys, sorted, split by state, so that a page of a
@@ -56,6 +60,37 @@ func (s *State) Index() uint64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.index
+}
+
+// WaitIndex returns once the state has applied the Raft index idx, or ctx.Err() unchanged
+// when ctx ends first.
+func (s *State) WaitIndex(ctx context.Context, idx uint64) error {
+	for {
+		s.mu.Lock()
+		if s.index >= idx {
+			s.mu.Unlock()
+			return nil
+		}
+		if s.advanced == nil {
+			s.advanced = make(chan struct{})
+		}
+		ch := s.advanced
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// setIndex records the applied index and wakes WaitIndex's waiters; mu is held.
+func (s *State) setIndex(idx uint64) {
+	s.index = idx
+	if s.advanced != nil {
+		close(s.advanced)
+		s.advanced = nil
+	}
 }
 
 // Pool returns the pool record, or nil before InitPool. The record is shared: do not modify it.
