@@ -16,8 +16,8 @@
 #      time to the acknowledgement of the first write sent after it;
 #   4. catchup: a follower is stopped (SIGTERM), --catchup-keys keys are created through the leader, the follower is
 #      started again, and hsmpool-load catchup reports when its applied index, as it reports it itself, reaches the
-#      leader's commit index at its start; then
-#      a fourth node joins (its own token, the SO step by the script) and is measured the same way from its start.
+#      leader's commit index at its start; then a fourth node joins (its own token, the SO step by the script) and
+#      is measured the same way from its start.
 # Each section prints the machine's load average first: the load generator and all three nodes share this machine.
 # The binaries come from $BIN (default bin; make bench-cluster builds them).
 set -euo pipefail
