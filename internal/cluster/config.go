@@ -144,6 +144,13 @@ func (c Config) raftConfig() *raft.Config {
 	// together, up to MaxAppendEntries at a time (one fsync per batch); an FSM that
 	// implements raft.BatchingFSM is then also handed them together.
 	rc.BatchApplyCh = true
+	// 1,024 entries per AppendEntries (Raft's default is 64) and a 5 ms commit tick (default
+	// 50 ms): a follower that catches up receives its backlog in 1,024-entry messages instead
+	// of 64 per tick (10,000 keys: 0.2-0.3 s after its first answer instead of 5-7 s), and a
+	// busy leader's batches fill better (docs/benchmarks.md, "Experiment: larger Raft batches").
+	// The cost is an idle leader's AppendEntries to each follower every 5-10 ms.
+	rc.MaxAppendEntries = 1024
+	rc.CommitTimeout = 5 * time.Millisecond
 	return rc
 }
 

@@ -36,7 +36,7 @@
 //
 // raft.Config.BatchApplyCh is on: commands proposed concurrently are taken from Raft's
 // apply channel together, written to the log with one fsync and replicated in one
-// message, up to 64 (MaxAppendEntries) at a time. If the FSM also implements
+// message, up to 1,024 (MaxAppendEntries) at a time. If the FSM also implements
 // raft.BatchingFSM, Raft hands it the committed commands as one ApplyBatch call instead
 // of one Apply each; Node needs no change for that, and each Apply still gets its own
 // response.
