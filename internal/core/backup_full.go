@@ -143,8 +143,12 @@ func (c *Core) openStore(loc *pb.StorageLocation) (BackupStore, error) {
 	return s, nil
 }
 
-func (c *Core) requireActivated() error {
-	if c.kek.Load() == nil {
+func (c *Core) requireActivated(ctx context.Context) error {
+	ready, err := c.kekReady(ctx)
+	if err != nil {
+		return err
+	}
+	if !ready {
 		return &rpcerr.Error{Kind: fault.Conflict, Code: "Conflict", Inner: "PoolNotActivated", Msg: "the pool is not activated: download its security domain first"}
 	}
 	return nil
@@ -197,7 +201,7 @@ func jobCode(e *rpcerr.Error) string {
 
 func (s *backupServer) StartBackup(ctx context.Context, r *pb.BackupRequest) (*pb.BackupJob, error) {
 	c := s.c
-	if err := c.requireActivated(); err != nil {
+	if err := c.requireActivated(ctx); err != nil {
 		return nil, err
 	}
 	store, err := c.openStore(r.GetLocation())
@@ -304,7 +308,7 @@ func checkFolder(folder string) error {
 
 func (s *backupServer) StartRestore(ctx context.Context, r *pb.RestoreRequest) (*pb.BackupJob, error) {
 	c := s.c
-	if err := c.requireActivated(); err != nil {
+	if err := c.requireActivated(ctx); err != nil {
 		return nil, err
 	}
 	if err := checkFolder(r.GetFolder()); err != nil {
@@ -361,7 +365,7 @@ func (c *Core) allKeys() []*pb.KeyRecord {
 
 func (s *backupServer) StartKeyRestore(ctx context.Context, r *pb.KeyRestoreRequest) (*pb.BackupJob, error) {
 	c := s.c
-	if err := c.requireActivated(); err != nil {
+	if err := c.requireActivated(ctx); err != nil {
 		return nil, err
 	}
 	if err := checkName(r.GetName()); err != nil {

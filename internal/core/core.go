@@ -278,11 +278,41 @@ func (c *Core) intercept(ctx context.Context, req any, info *grpc.UnaryServerInf
 		return nil, err
 	}
 	ctx = context.WithValue(ctx, callerKey{}, a.who)
-	if strings.HasPrefix(info.FullMethod, "/"+pb.Keys_ServiceDesc.ServiceName+"/") && c.kek.Load() == nil {
-		return nil, &rpcerr.Error{Kind: fault.Conflict, Code: "Conflict", Inner: "PoolNotActivated",
-			Msg: "the pool is not activated: download its security domain first (hsmpool sd download, or az keyvault security-domain download)"}
+	if strings.HasPrefix(info.FullMethod, "/"+pb.Keys_ServiceDesc.ServiceName+"/") {
+		ready, err := c.kekReady(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !ready {
+			return nil, &rpcerr.Error{Kind: fault.Conflict, Code: "Conflict", Inner: "PoolNotActivated",
+				Msg: "the pool is not activated: download its security domain first (hsmpool sd download, or az keyvault security-domain download)"}
+		}
 	}
 	return handler(ctx, req)
+}
+
+// kekReady reports whether this node holds the domain KEK. When the state says the pool is
+// activated but the KEK is not loaded, it runs Resume first: a follower restarted on its data
+// directory replays its log, and Raft counts the entries applied once it has handed them to the
+// state, so the daemon's Resume can run after the pool was made and before its activation was
+// applied; the node then refused every key operation with PoolNotActivated until it was
+// restarted (seen by TestCluster3 under load).
+func (c *Core) kekReady(ctx context.Context) (bool, error) {
+	if c.kek.Load() != nil {
+		return true, nil
+	}
+	if p := c.st.Pool(); p == nil || !p.Activated {
+		return false, nil
+	}
+	c.activate.Lock()
+	defer c.activate.Unlock()
+	if c.kek.Load() == nil {
+		if err := c.Resume(ctx); err != nil {
+			c.log.Error("the pool is activated, but this node cannot use its domain KEK", "err", err)
+			return false, rpcerr.New(fault.Internal, "", "This node cannot use the pool's domain KEK: %v", err)
+		}
+	}
+	return c.kek.Load() != nil, nil
 }
 
 // authenticate checks the call's bearer token. A token of the pool's own issuer must belong to a
