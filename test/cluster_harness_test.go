@@ -382,9 +382,27 @@ func (nd *clusterNode) stop() {
 			t.Errorf("node %d exited with %v after SIGTERM\n%s", nd.n, err, nd.stderr)
 		}
 	case <-time.After(40 * time.Second):
-		cmd.Process.Kill()
-		<-done
-		t.Errorf("node %d did not stop within 40 s of SIGTERM\n%s", nd.n, nd.stderr)
+		// SIGQUIT makes the Go runtime print every goroutine's stack: what the daemon waits for.
+		before := len(nd.stderr.String())
+		cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		all := nd.stderr.String()
+		saved := "(not saved)"
+		if f, err := os.CreateTemp("", fmt.Sprintf("hsmpoold-node%d-stuck-*.log", nd.n)); err == nil {
+			f.WriteString(all)
+			f.Close()
+			saved = f.Name()
+		}
+		dump := all[before:]
+		if len(dump) > 12000 {
+			dump = dump[:12000] + "\n..."
+		}
+		t.Errorf("node %d did not stop within 40 s of SIGTERM; its stderr is in %s; the goroutines after SIGQUIT:\n%s", nd.n, saved, dump)
 	}
 }
 
