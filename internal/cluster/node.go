@@ -102,12 +102,12 @@ func Open(ctx context.Context, cfg Config, fsm raft.FSM, bootstrap bool) (_ *Nod
 		if n.tls, err = newTLSLayer(cfg.BindAddr, cfg.NodeID, cfg.TLS); err != nil {
 			return nil, err
 		}
-		n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		n.trans = noPipeline{raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 			Stream:  n.tls,
 			MaxPool: 3,
 			Timeout: 10 * time.Second,
 			Logger:  logger.Named("raft-net"),
-		})
+		})}
 	}
 	if n.trans == nil {
 		n.plainTCP = true
@@ -500,4 +500,19 @@ func (n *Node) release() error {
 		return fmt.Errorf("close node: %w", err)
 	}
 	return nil
+}
+
+// noPipeline is the network transport without pipelined replication, so that the leader sends
+// each follower one AppendEntries at a time (each carrying up to MaxAppendEntries entries).
+// hashicorp/raft's pipeline can deadlock when a follower fails a pipelined AppendEntries, as
+// every follower does to a deposed leader: the replication goroutine parks handing the next
+// request to the pipeline's decoder while the decoder parks handing back the previous answer,
+// the pipeline is never closed, and Raft.Shutdown waits for them forever. TestCluster5Faults
+// saw it: a leader stopped with SIGSTOP and continued stepped down, kept three such
+// goroutines, and did not stop on SIGTERM (grafana/pyroscope#5518 describes the same deadlock
+// and disables pipelining too).
+type noPipeline struct{ *raft.NetworkTransport }
+
+func (noPipeline) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
 }
