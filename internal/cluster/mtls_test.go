@@ -72,7 +72,7 @@ func (n *testNode) addr() string { return n.Status().Address }
 
 // openTLSNode opens node id with a certificate from p (or from certFrom, if not nil), trusting
 // p's CA, in its own data directory, and closes it at the end of the test.
-func openTLSNode(t *testing.T, p *testPool, id string, bootstrap bool, certFrom *testPool) *testNode {
+func openTLSNode(t *testing.T, p *testPool, id string, bootstrap bool, certFrom *testPool, opts ...func(*cluster.Config)) *testNode {
 	t.Helper()
 	if certFrom == nil {
 		certFrom = p
@@ -95,6 +95,9 @@ func openTLSNode(t *testing.T, p *testPool, id string, bootstrap bool, certFrom 
 		CAs:            roots,
 		GetCertificate: func() (*tls.Certificate, error) { return n.cert.Load(), nil },
 		Allowed:        p.allowed,
+	}
+	for _, o := range opts {
+		o(&cfg)
 	}
 	node, err := cluster.Open(testContext(t), cfg, n.fsm, bootstrap)
 	check(t, "Open "+id, err)
@@ -163,6 +166,45 @@ func probe(t *testing.T, addr string, cert *tls.Certificate) error {
 		return errors.New("the node sent data to a client that sent no command")
 	}
 	return err
+}
+
+// TestTLSJoinCatchesUpFromSnapshot: a node added after the leader compacted its log receives
+// the leader's snapshot over the mutual-TLS transport (its FSM is restored from it, not
+// replayed from index 1), then the entries after it, and applies later commands.
+func TestTLSJoinCatchesUpFromSnapshot(t *testing.T) {
+	ctx := testContext(t)
+	p := newTestPool(t)
+	small := func(c *cluster.Config) { c.TrailingLogs = 8 }
+	p.allow("node-1", true)
+	n1 := openTLSNode(t, p, "node-1", true, nil, small)
+	check(t, "WaitLeader", n1.WaitLeader(ctx))
+	kv := map[string]string{}
+	for i := range 200 {
+		kv[fmt.Sprintf("k%03d", i)] = fmt.Sprint(i)
+	}
+	setAll(t, ctx, n1.Node, kv)
+	check(t, "Snapshot", n1.Snapshot(ctx))
+	setAll(t, ctx, n1.Node, map[string]string{"after": "snapshot"})
+	if s := n1.Status(); s.LastSnapshotIndex < 200 {
+		t.Fatalf("the leader's snapshot does not cover the first 200 commands: %+v", s)
+	}
+
+	p.allow("node-2", true)
+	n2 := openTLSNode(t, p, "node-2", false, nil, small)
+	check(t, "AddVoter node-2", n1.AddVoter(ctx, "node-2", n2.addr()))
+	eventually(t, ctx, "node-2 has every key", func() bool { return n2.hasKey("k199", "199") && n2.hasKey("after", "snapshot") })
+	m, applied, restores := n2.fsm.state()
+	if restores != 1 {
+		t.Errorf("node-2's FSM was restored %d times, want once from the leader's snapshot", restores)
+	}
+	if applied >= 200 {
+		t.Errorf("node-2 applied %d commands one by one; the snapshot should have carried the first 200", applied)
+	}
+	if len(m) != 201 {
+		t.Errorf("node-2 holds %d keys, want 201", len(m))
+	}
+	setAll(t, ctx, n1.Node, map[string]string{"later": "1"})
+	eventually(t, ctx, "node-2 applies later commands", func() bool { return n2.hasKey("later", "1") })
 }
 
 // TestTLSClusterReplicates runs three nodes over mutual TLS: one bootstraps, adds the other
