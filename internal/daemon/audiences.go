@@ -2,12 +2,13 @@ package daemon
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/hsmpool/hsmpool/internal/auth"
 	"github.com/hsmpool/hsmpool/internal/core"
@@ -36,31 +37,64 @@ type poolTokens struct {
 	self   string                                       // this node's authority host
 
 	mu    sync.Mutex
+	view  *nodesView              // derived from the pool record it names
 	peers map[string]*auth.Issuer // by authority host
 }
 
+// nodesView is what Validate needs of the node map, derived once per pool record (the state
+// replaces the record on every change), not on every request: the extra resources to accept
+// and the other nodes' authority hosts.
+type nodesView struct {
+	pool        *pb.PoolRecord
+	resources   []string
+	authorities []string
+}
+
+func (p *poolTokens) nodes() *nodesView {
+	pool := p.st.Pool()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if v := p.view; v != nil && v.pool == pool {
+		return v
+	}
+	v := &nodesView{pool: pool}
+	for _, n := range pool.GetNodes() {
+		if r := resourceOf(n.Url); r != "" && !slices.Contains(v.resources, r) {
+			v.resources = append(v.resources, r)
+		}
+		if a := n.AuthorityHost; a != "" && a != p.self && !slices.Contains(v.authorities, a) {
+			v.authorities = append(v.authorities, a)
+		}
+	}
+	p.view = v
+	return v
+}
+
 func (p *poolTokens) Validate(ctx context.Context, token string, audiences ...string) (auth.Claims, error) {
-	accept := slices.Clone(audiences)
-	nodes := p.st.Nodes()
-	for _, n := range nodes {
-		if r := resourceOf(n.Url); r != "" && !slices.Contains(accept, r) {
+	v := p.nodes()
+	accept := audiences
+	for _, r := range v.resources {
+		if !slices.Contains(accept, r) {
+			if len(accept) == len(audiences) {
+				accept = slices.Clone(audiences)
+			}
 			accept = append(accept, r)
 		}
 	}
-	return p.issuerOf(token, nodes).Validate(ctx, token, accept...)
+	return p.issuerOf(token, v.authorities).Validate(ctx, token, accept...)
 }
 
 // issuerOf picks the Issuer whose rules apply to token by its unverified "iss": another
 // pool node's when it names one, else this node's (which also knows the external issuers).
-// The choice only selects the expected issuer; the signature is always checked.
-func (p *poolTokens) issuerOf(token string, nodes []*pb.NodeRecord) *auth.Issuer {
-	iss := unverifiedIss(token)
-	if iss == "" || p.newFor == nil {
+// The choice only selects the expected issuer; the signature is always checked. With no
+// other authority in the pool (a single node, or nodes sharing one) the token is not read.
+func (p *poolTokens) issuerOf(token string, authorities []string) *auth.Issuer {
+	if len(authorities) == 0 || p.newFor == nil {
 		return p.own
 	}
-	for _, n := range nodes {
-		a := n.AuthorityHost
-		if a == "" || a == p.self || !strings.HasPrefix(iss, a+"/") {
+	iss := unverifiedIss(token)
+	for _, a := range authorities {
+		if iss == "" || !strings.HasPrefix(iss, a+"/") {
 			continue
 		}
 		p.mu.Lock()
@@ -81,23 +115,21 @@ func (p *poolTokens) issuerOf(token string, nodes []*pb.NodeRecord) *auth.Issuer
 	return p.own
 }
 
-// unverifiedIss reads the "iss" claim of a compact JWS without verifying anything.
+// unverifiedIss reads the "iss" claim of a compact JWS without verifying anything (go-jose
+// parses it; the Issuer verifies it afterwards).
 func unverifiedIss(token string) string {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 || len(parts[1]) > 16<<10 {
+	if len(token) > 16<<10 {
 		return ""
 	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	t, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		return ""
 	}
-	var c struct {
-		Iss string `json:"iss"`
-	}
-	if json.Unmarshal(b, &c) != nil {
+	var c jwt.Claims
+	if t.UnsafeClaimsWithoutVerification(&c) != nil {
 		return ""
 	}
-	return c.Iss
+	return c.Issuer
 }
 
 // resourceOf is the token resource of a node's URL: https://<name>.managedhsm.<suffix>[:port]
