@@ -250,7 +250,7 @@ func Leave(ctx context.Context, cfg Config) (bool, error) {
 	if cfg.Raft.NodeAddr == "" || !cfg.Raft.mTLS() {
 		return false, errors.New("this node serves no node API (raft.node_addr): it is a single node, which has no pool to leave")
 	}
-	ntls, err := loadNodeTLS(cfg, nil)
+	ntls, err := loadNodeTLS(cfg)
 	if err != nil {
 		return false, err
 	}

@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -18,84 +17,34 @@ import (
 	"github.com/hsmpool/hsmpool/internal/pki"
 )
 
-// certSource is the node certificate as its files hold it now: it reads them again at the
-// first handshake after either file changed (size or modification time), so that a renewed
-// certificate is presented from the next connection on. A pair that does not load, or whose
-// certificate is not this node's from the pool CA, is not taken (a renewal replaces the key
-// and then the certificate, so one handshake may see a new key with the old certificate):
-// the previous one stays in use until the files are consistent again.
-type certSource struct {
-	certFile, keyFile string
-	caDER             []byte
-	cas               *x509.CertPool
-	selfID            string
-	log               *slog.Logger
-
-	mu     sync.Mutex
-	stamp  string
-	cert   *tls.Certificate
-	warned string // the stamp last warned about
-}
-
-func fileStamp(paths ...string) string {
-	var s string
-	for _, p := range paths {
-		fi, err := os.Stat(p)
+// nodeKeyPair is the node certificate as its files hold it now (pki.KeyPair, looked at on
+// every handshake), so that a renewed certificate is presented from the next connection on.
+// Each pair read is completed with its leaf and the pool CA (appended to the chain, for
+// joiners that pin the CA) and, after the first, must be this node's certificate from the pool
+// CA; a pair that is not (a renewal replaces the key and then the certificate, so a handshake
+// may see a new key with the old certificate) is not taken and the previous one stays in use.
+// The first pair is checked by cluster.Open, which says why it refuses one.
+func nodeKeyPair(certFile, keyFile string, caDER []byte, cas *x509.CertPool, selfID string) (*pki.KeyPair, error) {
+	first := true
+	return pki.NewKeyPair(certFile, keyFile, 0, func(cert *tls.Certificate) error {
+		chain, err := parseChain(cert.Certificate)
 		if err != nil {
-			s += "?|"
-			continue
+			return err
 		}
-		s += fmt.Sprintf("%d/%d|", fi.Size(), fi.ModTime().UnixNano())
-	}
-	return s
-}
-
-func (c *certSource) get() (*tls.Certificate, error) {
-	stamp := fileStamp(c.certFile, c.keyFile)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cert != nil && stamp == c.stamp {
-		return c.cert, nil
-	}
-	cert, err := c.load()
-	if err != nil {
-		if c.cert == nil {
-			return nil, err
+		if !first {
+			id, err := pki.VerifyNode(cas, chain, x509.ExtKeyUsageServerAuth, time.Now())
+			if err != nil {
+				return fmt.Errorf("raft.cert_file: %w", err)
+			}
+			if id != selfID {
+				return fmt.Errorf("raft.cert_file names node %q, not this node %q", id, selfID)
+			}
 		}
-		if c.warned != stamp && c.log != nil {
-			c.log.Warn("the node certificate files changed but do not hold a usable pair; keeping the previous one", "err", err)
-			c.warned = stamp
-		}
-		return c.cert, nil
-	}
-	if c.cert != nil && c.log != nil {
-		c.log.Info("node certificate reloaded", "not_after", cert.Leaf.NotAfter.UTC())
-	}
-	c.cert, c.stamp = cert, stamp
-	return c.cert, nil
-}
-
-func (c *certSource) load() (*tls.Certificate, error) {
-	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("raft.cert_file, raft.key_file: %w", err)
-	}
-	chain, err := parseChain(cert.Certificate)
-	if err != nil {
-		return nil, err
-	}
-	if c.cas != nil {
-		id, err := pki.VerifyNode(c.cas, chain, x509.ExtKeyUsageServerAuth, time.Now())
-		if err != nil {
-			return nil, fmt.Errorf("raft.cert_file: %w", err)
-		}
-		if id != c.selfID {
-			return nil, fmt.Errorf("raft.cert_file names node %q, not this node %q", id, c.selfID)
-		}
-	}
-	cert.Leaf = chain[0]
-	cert.Certificate = append(cert.Certificate, c.caDER)
-	return &cert, nil
+		first = false
+		cert.Leaf = chain[0]
+		cert.Certificate = append(cert.Certificate, caDER)
+		return nil
+	})
 }
 
 // renewBefore is how long before its expiry a node renews its own certificate.
@@ -104,7 +53,7 @@ const renewBefore = 30 * 24 * time.Hour
 // renewNodeCert renews this node's certificate from the pool CA key when it expires within
 // renewBefore of now: a new key and certificate for the same node ID and names, written over
 // the files (key first, each by an atomic rename); the running node picks them up at its next
-// handshake (certSource). It does nothing on a node without a node certificate or CA key. It
+// handshake (nodeKeyPair). It does nothing on a node without a node certificate or CA key. It
 // refuses a renewal that would not expire later than the current certificate (the CA itself
 // expires first: renew the CA).
 func renewNodeCert(cfg Config, now time.Time) (renewed bool, notAfter time.Time, err error) {

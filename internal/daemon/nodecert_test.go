@@ -40,7 +40,7 @@ func TestRenewNodeCert(t *testing.T) {
 	write(cfg.Raft.CertFile, certPEM)
 	write(cfg.Raft.KeyFile, keyPEM)
 
-	ntls, err := loadNodeTLS(cfg, nil)
+	ntls, err := loadNodeTLS(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

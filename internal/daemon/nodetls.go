@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,7 +29,7 @@ type nodeTLS struct {
 	cas    *x509.CertPool
 	caDER  []byte
 	cert   tls.Certificate // used when src is nil (tests)
-	src    *certSource     // the certificate files, read again when they change
+	src    *pki.KeyPair    // the certificate files, read again when they change
 	selfID string
 
 	// verified caches the node ID of client certificates already verified, by the leaf as the
@@ -48,7 +47,7 @@ type nodeTLS struct {
 // configuration: as long as the leader tries to add it.
 var admitFor = addVoterTimeout + time.Minute
 
-func loadNodeTLS(cfg Config, log *slog.Logger) (*nodeTLS, error) {
+func loadNodeTLS(cfg Config) (*nodeTLS, error) {
 	cas, err := pki.CertPool(cfg.TLS.CAFile)
 	if err != nil {
 		return nil, fmt.Errorf("tls.ca_file: %w", err)
@@ -64,20 +63,17 @@ func loadNodeTLS(cfg Config, log *slog.Logger) (*nodeTLS, error) {
 	if sha256.Sum256(caDER) != *fp {
 		return nil, errors.New("tls.ca_file: unreadable")
 	}
-	src := &certSource{certFile: cfg.Raft.CertFile, keyFile: cfg.Raft.KeyFile, caDER: caDER, selfID: cfg.Raft.NodeID, log: log}
-	if _, err := src.get(); err != nil {
-		return nil, err
+	src, err := nodeKeyPair(cfg.Raft.CertFile, cfg.Raft.KeyFile, caDER, cas, cfg.Raft.NodeID)
+	if err != nil {
+		return nil, fmt.Errorf("raft.cert_file, raft.key_file: %w", err)
 	}
-	// Checked at each reload, not at the first load: cluster.Open checks the first one and
-	// says why it is refused.
-	src.cas = cas
 	return &nodeTLS{cas: cas, caDER: caDER, src: src, selfID: cfg.Raft.NodeID, pending: map[string]time.Time{}}, nil
 }
 
 // certificate is this node's certificate as presented now.
 func (n *nodeTLS) certificate() (*tls.Certificate, error) {
 	if n.src != nil {
-		return n.src.get()
+		return n.src.Certificate(), nil
 	}
 	return &n.cert, nil
 }

@@ -221,7 +221,7 @@ func openCluster(ctx context.Context, cfg Config, st *state.State, log *slog.Log
 	cc.BindAddr = cfg.Raft.BindAddr
 	cc.Logger = log.With("component", "raft")
 	if cfg.Raft.mTLS() {
-		if ntls, err = loadNodeTLS(cfg, log.With("component", "node-cert")); err != nil {
+		if ntls, err = loadNodeTLS(cfg); err != nil {
 			return nil, nil, err
 		}
 		cc.TLS = ntls.cluster()

@@ -33,32 +33,47 @@ var modernCipherSuites = []uint16{
 //
 // Callers add ClientAuth and ClientCAs (see [CertPool]) for mutual TLS.
 func ServerTLS(certFile, keyFile string) (*tls.Config, error) {
-	p := &keyPair{certFile: certFile, keyFile: keyFile, interval: reloadInterval}
-	if err := p.load(); err != nil {
+	p, err := NewKeyPair(certFile, keyFile, reloadInterval, nil)
+	if err != nil {
 		return nil, err
 	}
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		CipherSuites:   modernCipherSuites,
 		NextProtos:     []string{"h2", "http/1.1"},
-		GetCertificate: p.getCertificate,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return p.Certificate(), nil },
 	}, nil
 }
 
-// keyPair is a certificate and key loaded from files and reloaded when they change.
-type keyPair struct {
+// NewKeyPair loads the PEM pair in certFile and keyFile now, and returns it as a source that
+// reads the files again when either has changed, looking at them at most every interval (0:
+// at every call). prepare, if not nil, checks and completes each pair read (it may set Leaf
+// or extend the chain); a pair that fails to load or that prepare refuses is not taken when
+// it was read again: it is logged and the previous pair stays in use.
+func NewKeyPair(certFile, keyFile string, interval time.Duration, prepare func(*tls.Certificate) error) (*KeyPair, error) {
+	p := &KeyPair{certFile: certFile, keyFile: keyFile, interval: interval, prepare: prepare}
+	if err := p.load(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// KeyPair is a certificate and key loaded from files and reloaded when they change.
+type KeyPair struct {
 	certFile, keyFile string
 	interval          time.Duration
+	prepare           func(*tls.Certificate) error
 
 	mu      sync.Mutex
 	cert    *tls.Certificate
 	stamp   [2]os.FileInfo // of certFile and keyFile when cert was loaded
 	checked time.Time      // when the files were last looked at
+	warned  string         // the last reload error logged, not logged again
 }
 
 // load reads the pair if it has never been read or either file has changed. It holds p.mu
 // or has p to itself.
-func (p *keyPair) load() error {
+func (p *KeyPair) load() error {
 	var stamp [2]os.FileInfo
 	for i, name := range []string{p.certFile, p.keyFile} {
 		fi, err := os.Stat(name)
@@ -74,6 +89,11 @@ func (p *keyPair) load() error {
 	if err != nil {
 		return fmt.Errorf("load tls key pair %s, %s: %w", p.certFile, p.keyFile, err)
 	}
+	if p.prepare != nil {
+		if err := p.prepare(&c); err != nil {
+			return err
+		}
+	}
 	p.cert, p.stamp = &c, stamp
 	return nil
 }
@@ -83,15 +103,21 @@ func sameFile(a, b os.FileInfo) bool {
 	return os.SameFile(a, b) && a.ModTime().Equal(b.ModTime()) && a.Size() == b.Size()
 }
 
-// getCertificate is the tls.Config.GetCertificate callback.
-func (p *keyPair) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+// Certificate is the pair as the files hold it now (read again if they changed), or the
+// previous pair while they do not hold a usable one.
+func (p *KeyPair) Certificate() *tls.Certificate {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if now := time.Now(); now.Sub(p.checked) >= p.interval {
 		p.checked = now
 		if err := p.load(); err != nil {
-			slog.Warn("tls key pair reload failed; serving the previous pair", "err", err)
+			if msg := err.Error(); msg != p.warned {
+				slog.Warn("tls key pair reload failed; using the previous pair", "err", err)
+				p.warned = msg
+			}
+		} else {
+			p.warned = ""
 		}
 	}
-	return p.cert, nil
+	return p.cert
 }
